@@ -1,0 +1,53 @@
+"""train_log.csv keeps exact floats and one consistent history across resumes; loss.png is drawn."""
+
+from __future__ import annotations
+
+import csv
+
+from utils.train_log import COLUMNS, TrainLog, plot_loss, read_log
+
+
+def test_rows_hold_exact_values(tmp_path) -> None:
+    path = str(tmp_path / "train_log.csv")
+    log = TrainLog(path)
+    log.write(1, 0.1 + 0.2, 1 / 3, 1e-3, 12.345)
+    log.close()
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == COLUMNS == ("iter", "loss_l", "loss_c", "loss", "lr", "img_per_s")
+    values = read_log(path)
+    assert values["loss_l"] == [0.1 + 0.2] and values["loss_c"] == [1 / 3]
+    assert values["loss"] == [0.1 + 0.2 + 1 / 3] and values["img_per_s"] == [12.35]
+
+
+def test_a_resume_drops_rows_past_its_start_and_appends(tmp_path) -> None:
+    path = str(tmp_path / "train_log.csv")
+    log = TrainLog(path)
+    for i in range(1, 6):
+        log.write(i, float(i), 0.0, 1e-3, 1.0)
+    log.close()
+    log = TrainLog(path, start_iter=3)
+    log.write(4, 40.0, 0.0, 1e-3, 1.0)
+    log.close()
+    values = read_log(path)
+    assert values["iter"] == [1, 2, 3, 4] and values["loss_l"] == [1.0, 2.0, 3.0, 40.0]
+
+
+def test_a_fresh_run_starts_a_new_log(tmp_path) -> None:
+    path = str(tmp_path / "train_log.csv")
+    first = TrainLog(path)
+    first.write(1, 1.0, 1.0, 1e-3, 1.0)
+    first.close()
+    log = TrainLog(path)
+    log.close()
+    assert read_log(path)["iter"] == []
+
+
+def test_plot_loss_writes_a_png(tmp_path) -> None:
+    path = str(tmp_path / "train_log.csv")
+    log = TrainLog(path)
+    for i in range(1, 4):
+        log.write(i, 3.0 / i, 6.0 / i, 1e-3, 2.0)
+    log.close()
+    plot_loss(path, str(tmp_path / "loss.png"))
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,80 @@
+"""Atomic checkpoint writes and RNG states that load with weights_only=True."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from utils.train_state import atomic_save, capture_rng_state, restore_rng_state
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_atomic_save_replaces_the_file(tmp_path) -> None:
+    path = str(tmp_path / "a.ckpt")
+    atomic_save({"iteration": 1}, path)
+    atomic_save({"iteration": 2}, path)
+    assert torch.load(path, weights_only=True) == {"iteration": 2}
+    assert os.listdir(tmp_path) == ["a.ckpt"]
+
+
+def test_a_failed_save_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch) -> None:
+    path = str(tmp_path / "a.ckpt")
+    atomic_save({"iteration": 1, "w": torch.arange(10)}, path)
+
+    def half_write(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 truncated")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"iteration": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["iteration"] == 1
+    assert os.listdir(tmp_path) == ["a.ckpt"]
+
+
+def test_a_process_killed_mid_write_leaves_the_previous_checkpoint_intact(tmp_path) -> None:
+    """SIGKILL-like death (os._exit) half-way through torch.save: the latest file is still the old, whole one."""
+    path = str(tmp_path / "ssd300_VOC_last.ckpt")
+    script = textwrap.dedent(f"""
+        import os, torch
+        from utils.train_state import atomic_save
+        atomic_save({{"iteration": 1, "w": torch.ones(1000)}}, {path!r})
+        real_save = torch.save
+        def dying_save(obj, f, *a, **k):
+            real_save(obj, f, *a, **k)
+            f.flush()
+            f.truncate(f.tell() // 2)
+            os._exit(9)
+        torch.save = dying_save
+        atomic_save({{"iteration": 2, "w": torch.zeros(1000)}}, {path!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    state = torch.load(path, weights_only=True)
+    assert state["iteration"] == 1 and torch.equal(state["w"], torch.ones(1000))
+    leftovers = [name for name in os.listdir(tmp_path) if name != "ssd300_VOC_last.ckpt"]
+    assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers)
+
+
+def test_rng_state_round_trips_through_a_weights_only_file(tmp_path) -> None:
+    random.seed(1)
+    np.random.seed(2)  # noqa: NPY002 - the global RNG is what is being saved
+    torch.manual_seed(3)
+    path = str(tmp_path / "rng.ckpt")
+    atomic_save({"rng": capture_rng_state()}, path)
+    expected = (random.random(), np.random.rand(), torch.rand(3))  # noqa: NPY002
+    random.seed(7)
+    np.random.seed(7)  # noqa: NPY002
+    torch.manual_seed(7)
+    restore_rng_state(torch.load(path, weights_only=True)["rng"])
+    got = (random.random(), np.random.rand(), torch.rand(3))  # noqa: NPY002
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])

@@ -1,0 +1,96 @@
+"""The training loss history: ``train_log.csv`` (one row per iteration) and the ``loss.png`` plot.
+
+Rows are written with ``repr`` of the floats, so the file holds the exact values a run produced (the resume test
+compares them bit for bit). A resumed run first drops the rows past its starting iteration, so the file always
+describes one consistent history.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import TextIO
+
+COLUMNS: tuple[str, ...] = ("iter", "loss_l", "loss_c", "loss", "lr", "img_per_s")
+
+
+class TrainLog:
+    """Appends ``iter,loss_l,loss_c,loss,lr,img_per_s`` rows to ``path``.
+
+    Args:
+        path: the CSV file; created with a header when missing.
+        start_iter: rows with ``iter > start_iter`` left by an earlier run are dropped (a resume from an older
+            checkpoint rewrites that part of the history).
+    """
+
+    def __init__(self, path: str, start_iter: int = 0) -> None:
+        self.path = path
+        kept = _read_rows(path, keep_upto=start_iter) if start_iter > 0 else []
+        self._file: TextIO = open(path, "w", newline="")  # noqa: SIM115 - closed in close()
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(COLUMNS)
+        self._writer.writerows(kept)
+        self._file.flush()
+
+    def write(self, iteration: int, loss_l: float, loss_c: float, lr: float, img_per_s: float) -> None:
+        """Append one row; ``loss`` is ``loss_l + loss_c``."""
+        self._writer.writerow(
+            [
+                iteration,
+                repr(float(loss_l)),
+                repr(float(loss_c)),
+                repr(float(loss_l) + float(loss_c)),
+                repr(lr),
+                f"{img_per_s:.2f}",
+            ]
+        )
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _read_rows(path: str, keep_upto: int) -> list[list[str]]:
+    """Data rows of an existing log with ``iter <= keep_upto`` (none when the file is missing or foreign)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or tuple(rows[0]) != COLUMNS:
+        return []
+    return [row for row in rows[1:] if len(row) == len(COLUMNS) and int(row[0]) <= keep_upto]
+
+
+def read_log(path: str) -> dict[str, list[float]]:
+    """The columns of a ``train_log.csv`` as lists of floats (``iter`` included)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns: dict[str, list[float]] = {name: [] for name in COLUMNS}
+        for row in reader:
+            for name in COLUMNS:
+                columns[name].append(float(row[name]))
+    return columns
+
+
+def plot_loss(csv_path: str, png_path: str) -> None:
+    """Plot loc, conf and total loss against the iteration from ``csv_path`` into ``png_path``.
+
+    matplotlib is imported here, with the Agg backend, so training never needs a display.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = read_log(csv_path)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, label in (("loss_l", "loc (Smooth L1)"), ("loss_c", "conf (cross-entropy)"), ("loss", "total")):
+        ax.plot(log["iter"], log[name], label=label, linewidth=1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title("SSD training loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
