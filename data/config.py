@@ -1,0 +1,95 @@
+"""Model and solver configurations (SSD300/SSD512 on VOC and COCO), pixel means and dataset roots.
+
+Every number a model or a script needs lives here, once. The dicts are read-only mappings so that a
+script cannot change a default for everybody else by accident; copy one with ``dict(cfg)`` to edit it.
+"""
+
+from __future__ import annotations
+
+import os
+from types import MappingProxyType
+from typing import Any, Mapping
+
+# BGR order, as the images are read by OpenCV and as the published weights expect.
+MEANS: tuple[int, int, int] = (104, 117, 123)
+
+# Computing these strings is all that happens at import time: no file is read.
+DATA_ROOT: str = os.path.expanduser(os.environ.get("SSD_DATA_ROOT", os.path.join("~", "data")))
+VOC_ROOT: str = os.path.join(DATA_ROOT, "VOCdevkit")
+COCO_ROOT: str = os.path.join(DATA_ROOT, "coco")
+
+_SSD300_MAPS = {
+    "feature_maps": (38, 19, 10, 5, 3, 1),
+    "min_dim": 300,
+    "steps": (8, 16, 32, 64, 100, 300),
+    "aspect_ratios": ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,)),
+    "variance": (0.1, 0.2),
+    "clip": True,
+}
+
+_SSD512_MAPS = {
+    "feature_maps": (64, 32, 16, 8, 4, 2, 1),
+    "min_dim": 512,
+    "steps": (8, 16, 32, 64, 128, 256, 512),
+    "aspect_ratios": ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,)),
+    "variance": (0.1, 0.2),
+    "clip": True,
+}
+
+_VOC_SOLVER = {"num_classes": 21, "lr_steps": (80000, 100000, 120000), "max_iter": 120000}
+_COCO_SOLVER = {"num_classes": 81, "lr_steps": (280000, 360000, 400000), "max_iter": 400000}
+
+
+def _frozen(**entries: Any) -> Mapping[str, Any]:
+    return MappingProxyType(dict(entries))
+
+
+voc: Mapping[str, Any] = _frozen(
+    **_VOC_SOLVER,
+    **_SSD300_MAPS,
+    min_sizes=(30, 60, 111, 162, 213, 264),
+    max_sizes=(60, 111, 162, 213, 264, 315),
+    name="VOC",
+)
+
+coco: Mapping[str, Any] = _frozen(
+    **_COCO_SOLVER,
+    **_SSD300_MAPS,
+    min_sizes=(21, 45, 99, 153, 207, 261),
+    max_sizes=(45, 99, 153, 207, 261, 315),
+    name="COCO",
+)
+
+voc512: Mapping[str, Any] = _frozen(
+    **_VOC_SOLVER,
+    **_SSD512_MAPS,
+    min_sizes=(35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8),
+    max_sizes=(76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6),
+    name="VOC512",
+)
+
+coco512: Mapping[str, Any] = _frozen(
+    **_COCO_SOLVER,
+    **_SSD512_MAPS,
+    min_sizes=(20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8),
+    max_sizes=(51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72),
+    name="COCO512",
+)
+
+_CONFIGS: dict[tuple[str, int], Mapping[str, Any]] = {
+    ("VOC", 300): voc,
+    ("COCO", 300): coco,
+    ("VOC", 512): voc512,
+    ("COCO", 512): coco512,
+}
+
+
+def get_config(dataset: str, size: int = 300) -> Mapping[str, Any]:
+    """The config for ``dataset`` ("VOC" or "COCO", any case) at input ``size`` (300 or 512)."""
+    key = (str(dataset).upper(), int(size))
+    if key not in _CONFIGS:
+        raise ValueError(
+            f"no SSD config for dataset={dataset!r}, size={size!r}: expected dataset VOC or COCO and size 300 or 512"
+        )
+    return _CONFIGS[key]
+

@@ -1,0 +1,1 @@
+"""Augmentation, inference and checkpoint helpers shared by the scripts."""
