@@ -18,7 +18,9 @@ from layers import Detect, L2Norm, PriorBox
 from layers.functions.prior_box import boxes_per_location
 
 # VGG16 conv layers: channels, "M" = 2x2 max-pool, "C" = the same with ceil_mode (38x38 maps at 300 px).
-VGG16_LAYERS: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512)
+VGG16_LAYERS: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512,
+)  # fmt: skip
 CONV4_3 = 10  # conv4_3 is the tenth conv: its ReLU output is the first source
 
 # Extra layers as (out_channels, kernel, stride, padding); they alternate 1x1 and 3x3, every second is a source.

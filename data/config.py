@@ -7,8 +7,9 @@ script cannot change a default for everybody else by accident; copy one with ``d
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 # BGR order, as the images are read by OpenCV and as the published weights expect.
 MEANS: tuple[int, int, int] = (104, 117, 123)
@@ -92,4 +93,3 @@ def get_config(dataset: str, size: int = 300) -> Mapping[str, Any]:
             f"no SSD config for dataset={dataset!r}, size={size!r}: expected dataset VOC or COCO and size 300 or 512"
         )
     return _CONFIGS[key]
-

@@ -120,8 +120,8 @@ def _classic_match(threshold, truths, priors, labels):
 
 
 def test_batched_matcher_equals_classic_loop_with_padding():
-    from layers.functions.prior_box import PriorBox
     from data.config import voc
+    from layers.functions.prior_box import PriorBox
 
     priors = PriorBox(voc).forward()
     torch.manual_seed(1)

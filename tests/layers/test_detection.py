@@ -1,10 +1,9 @@
 import pytest
 import torch
 
+from data.config import voc
 from layers import Detect, PriorBox
 from layers.box_utils import decode, jaccard
-
-from data.config import voc
 
 
 def _reference_detect(loc, conf, priors, num_classes, top_k, conf_thresh, nms_thresh):

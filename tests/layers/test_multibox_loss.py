@@ -3,10 +3,9 @@ import math
 import pytest
 import torch
 
+from data.config import voc
 from layers import MultiBoxLoss, PriorBox
 from layers.modules.multibox_loss import hard_negative_mask
-
-from data.config import voc
 
 PRIORS = torch.tensor([[0.25, 0.25, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
 
@@ -90,7 +89,10 @@ def test_real_model_sized_case_mines_per_image_and_backpropagates():
     torch.manual_seed(0)
     loc = torch.randn(2, priors.shape[0], 4, requires_grad=True)
     conf = torch.randn(2, priors.shape[0], 21, requires_grad=True)
-    targets = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 4.0]]), torch.tensor([[0.2, 0.2, 0.9, 0.8, 7.0], [0.0, 0.5, 0.3, 1.0, 0.0]])]
+    targets = [
+        torch.tensor([[0.1, 0.1, 0.5, 0.6, 4.0]]),
+        torch.tensor([[0.2, 0.2, 0.9, 0.8, 7.0], [0.0, 0.5, 0.3, 1.0, 0.0]]),
+    ]
     loss_l, loss_c = MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False)((loc, conf, priors), targets)
     (loss_l + loss_c).backward()
     assert loc.grad.abs().sum() > 0 and conf.grad.abs().sum() > 0
