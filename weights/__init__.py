@@ -1,0 +1,1 @@
+"""Base-network weights: the README says where to get them; ``convert_vgg16`` builds the reduced-fc VGG16."""
