@@ -346,10 +346,13 @@ def voc_paths(voc_root: str, year: str, set_type: str) -> tuple[str, str, str]:
 def evaluate_voc(args: argparse.Namespace) -> dict[str, Any]:
     set_type = args.set_type or "test"
     annopath, imagesetfile, imgpath = voc_paths(args.voc_root, args.year, set_type)
-    net, names = load_for_eval(args, dataset_class_names("VOC"))
+    choose_device(args.cuda)  # fail early on --cuda true without CUDA
+    sd, meta = read_checkpoint(args.trained_model)
+    names = class_names_for(args, sd, meta) or dataset_class_names("VOC")
     image_ids = read_image_set(imagesetfile)
     annotations = load_annotations(annopath, imagesetfile, os.path.join(args.save_folder, "annotations_cache"))
     check_classes(annotations, names, annopath)
+    net = build_eval_model(args, sd, names)
     dataset = ImageFiles([imgpath.format(i) for i in image_ids], net.size)
     dets = run_inference(net, dataset, args.batch_size, args.num_workers, args.confidence_threshold)
 
@@ -414,13 +417,16 @@ def evaluate_coco(args: argparse.Namespace) -> dict[str, Any] | None:
 
     set_type = args.set_type or "val2014"
     ann_file, image_dir = coco_paths(args.coco_root, set_type)
+    choose_device(args.cuda)
+    sd, meta = read_checkpoint(args.trained_model)
     coco = COCO(ann_file)
     cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"])
-    net, names = load_for_eval(args, [c["name"] for c in cats])
+    names = class_names_for(args, sd, meta) or [c["name"] for c in cats]
     by_name = {c["name"]: c["id"] for c in cats}
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise ValueError(f"unknown class(es) {', '.join(unknown)}: not categories of {ann_file}")
+    net = build_eval_model(args, sd, names)
     image_ids = sorted(coco.getImgIds())
     dataset = ImageFiles([os.path.join(image_dir, coco.imgs[i]["file_name"]) for i in image_ids], net.size)
     dets = run_inference(net, dataset, args.batch_size, args.num_workers, args.confidence_threshold, inclusive=False)
@@ -446,20 +452,22 @@ def evaluate_coco(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------- main
-def load_for_eval(args: argparse.Namespace, default_names: Sequence[str]) -> tuple[torch.nn.Module, list[str]]:
-    """The test-phase model on its device, and the class names: ``--classes``, else the training checkpoint's
-    recorded names, else ``default_names``."""
-    device = choose_device(args.cuda)
-    sd, meta = read_checkpoint(args.trained_model)
-    names = list(default_names)
-    recorded = meta.get("class_names")
+def class_names_for(args: argparse.Namespace, sd: Mapping[str, Tensor], meta: Mapping[str, Any]) -> list[str] | None:
+    """``--classes``, else the names a training checkpoint recorded (when their count fits); None: the dataset's."""
     if args.classes:
-        names = read_class_names(args.classes)
-    elif isinstance(recorded, (list, tuple)) and len(recorded) == describe_state_dict(sd)[1] - 1:
-        names = [str(n) for n in recorded]
+        return read_class_names(args.classes)
+    recorded = meta.get("class_names")
+    if isinstance(recorded, (list, tuple)) and len(recorded) == describe_state_dict(sd)[1] - 1:
+        return [str(n) for n in recorded]
+    return None
+
+
+def build_eval_model(args: argparse.Namespace, sd: Mapping[str, Tensor], names: Sequence[str]) -> torch.nn.Module:
+    """The test-phase SSD for ``names`` (+ background) loaded strictly from ``sd``, on the chosen device."""
+    device = choose_device(args.cuda)
     detect_kwargs = {"top_k": args.top_k, "conf_thresh": args.confidence_threshold, "nms_thresh": args.nms_threshold}
     net = model_from_state_dict(sd, "test", args.size, len(names) + 1, source=args.trained_model, **detect_kwargs)
-    return net.to(device), names
+    return net.to(device)
 
 
 def build_parser() -> argparse.ArgumentParser:

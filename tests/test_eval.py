@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import cv2
 import numpy as np
 import pytest
+import torch
+from torch import Tensor, nn
+
+from ssd import build_ssd
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,3 +163,221 @@ def test_parse_rec_errors_name_file(tmp_path: Path) -> None:
     bad.write_text("<annotation><object>")
     with pytest.raises(ValueError, match="bad.xml"):
         ev.parse_rec(str(bad))
+
+
+# ----------------------------------------------------------------------------- the script on a tiny VOC root
+# image id → (width, height, [(class, [xmin, ymin, xmax, ymax] 1-based, difficult)])
+TINY_VOC = {
+    "a": (120, 80, [("dog", [11, 21, 60, 70], 0), ("cat", [70, 10, 110, 50], 0), ("dog", [5, 5, 20, 20], 1)]),
+    "b": (90, 100, [("person", [1, 1, 90, 100], 0)]),  # the whole image: 0-based [0, 0, 89, 99]
+}
+TINY_CLASSES = ["dog", "cat", "person", "bird"]  # no bird anywhere: its AP is null
+
+
+def _voc_xml(width: int, height: int, objects: list[tuple[str, list[int], int]]) -> str:
+    size = f"<width>{width}</width><height>{height}</height>"
+    return _xml(objects).replace("<width>60</width><height>60</height>", size)
+
+
+@pytest.fixture()
+def voc_root(tmp_path: Path) -> Path:
+    devkit = tmp_path / "VOCdevkit" / "VOC2007"
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (devkit / sub).mkdir(parents=True)
+    for image_id, (w, h, objects) in TINY_VOC.items():
+        (devkit / "Annotations" / f"{image_id}.xml").write_text(_voc_xml(w, h, objects))
+        cv2.imwrite(str(devkit / "JPEGImages" / f"{image_id}.jpg"), np.full((h, w, 3), 127, np.uint8))
+    (devkit / "ImageSets" / "Main" / "test.txt").write_text("".join(f"{i}\n" for i in TINY_VOC))
+    return tmp_path / "VOCdevkit"
+
+
+@pytest.fixture()
+def fake_weights(tmp_path: Path) -> Path:
+    """A readable weights file; the tests that use it replace the model with an oracle."""
+    path = tmp_path / "fake.pth"
+    torch.save({"dummy": torch.zeros(1)}, path)
+    return path
+
+
+class OracleSSD(nn.Module):
+    """Test-phase stand-in that returns prepared ``[C, K, 5]`` detections for the images in dataset order."""
+
+    size = 300
+
+    def __init__(self, per_image: list[Tensor]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.queue = list(per_image)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([self.queue.pop(0) for _ in range(x.shape[0])])
+
+
+def _voc_oracle(names: list[str]) -> OracleSSD:
+    """Every ground-truth box (difficult ones too) at score 0.9, as a model trained on
+    ``VOCAnnotationTransform``'s ``(pixel - 1) / size`` targets predicts it; plus one false positive at 0.1."""
+    per_image = []
+    for w, h, objects in TINY_VOC.values():
+        dets = torch.zeros(len(names) + 1, 4, 5)
+        for k, (name, (x1, y1, x2, y2), _) in enumerate(objects):
+            dets[names.index(name) + 1, k] = torch.tensor([0.9, (x1 - 1) / w, (y1 - 1) / h, (x2 - 1) / w, (y2 - 1) / h])
+        per_image.append(dets)
+    per_image[1][1, 3] = torch.tensor([0.1, 0.0, 0.0, 0.1, 0.1])
+    return OracleSSD(per_image)
+
+
+@pytest.mark.parametrize("use_07", ["true", "false"])
+def test_voc_oracle_scores_one(
+    tmp_path: Path,
+    voc_root: Path,
+    fake_weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    use_07: str,
+) -> None:
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(TINY_CLASSES))
+    monkeypatch.setattr(ev, "build_eval_model", lambda args, sd, names: _voc_oracle(list(names)))
+    out = tmp_path / "eval"
+    argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
+    argv += ["--save_folder", str(out), "--num_workers", "0", "--batch_size", "1", "--use_07_metric", use_07]
+    argv += ["--cleanup", "false", "--cuda", "false"]
+    assert ev.main(argv) == 0
+
+    results = json.loads((out / "results.json").read_text())
+    assert results == {
+        "mAP": pytest.approx(1.0),
+        "ap": {"dog": pytest.approx(1.0), "cat": pytest.approx(1.0), "person": pytest.approx(1.0), "bird": None},
+        "metric": "voc07" if use_07 == "true" else "voc10",
+        "num_images": 2,
+    }
+    stdout = capsys.readouterr().out
+    assert "AP for dog = 1.0000" in stdout and "Mean AP = 1.0000" in stdout
+    assert (out / "pr_curves.png").stat().st_size > 0
+    assert len(list((out / "annotations_cache").iterdir())) == 1
+    # devkit files: 1-based boxes; the whole-image person comes back as [1, 1, 90, 100]
+    person = (out / "results" / "comp4_det_test_person.txt").read_text().split()
+    assert person[:2] == ["b", "0.900000"]
+    np.testing.assert_allclose([float(v) for v in person[2:]], [1, 1, 90, 100], atol=1e-3)
+    dog_lines = (out / "results" / "comp4_det_test_dog.txt").read_text().splitlines()
+    assert len(dog_lines) == 3 and dog_lines[-1].startswith("b 0.100000")
+
+
+def test_voc_cleanup_removes_detection_files(
+    tmp_path: Path, voc_root: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(TINY_CLASSES))
+    monkeypatch.setattr(ev, "build_eval_model", lambda args, sd, names: _voc_oracle(list(names)))
+    out = tmp_path / "eval"
+    argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
+    assert ev.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--cleanup"]) == 0
+    assert not (out / "results").exists() and (out / "results.json").is_file()
+
+
+def _fail_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        ev.main(argv)
+    assert info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_missing_roots_exit_clearly(tmp_path: Path, fake_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--trained_model", str(fake_weights), "--save_folder", str(tmp_path / "out")]
+    err = _fail_line(capsys, ["--voc_root", str(tmp_path / "nowhere")] + common)
+    assert "VOC root not found" in err and "nowhere" in err
+    (tmp_path / "empty").mkdir()
+    err = _fail_line(capsys, ["--voc_root", str(tmp_path / "empty"), "--year", "2012"] + common)
+    assert "VOC2012" in err and "test.txt" in err
+    err = _fail_line(capsys, ["--dataset", "COCO", "--coco_root", str(tmp_path / "nococo")] + common)
+    assert "COCO root not found" in err and "nococo" in err
+    err = _fail_line(capsys, ["--dataset", "COCO", "--coco_root", str(tmp_path / "empty")] + common)
+    assert "instances_val2014.json" in err
+
+
+def test_unknown_class_exits_clearly(
+    tmp_path: Path, voc_root: Path, fake_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    classes = tmp_path / "classes.txt"
+    classes.write_text("dog\ncat\n")
+    argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
+    err = _fail_line(capsys, argv + ["--save_folder", str(tmp_path / "out")])
+    assert "unknown class 'person'" in err and "b.xml" in err
+
+
+def test_missing_checkpoint_exits_clearly(tmp_path: Path, voc_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--voc_root", str(voc_root), "--trained_model", str(tmp_path / "none.pth")]
+    err = _fail_line(capsys, argv + ["--save_folder", str(tmp_path / "out")])
+    assert "checkpoint not found" in err and "none.pth" in err
+
+
+@pytest.mark.slow
+def test_checkpoint_from_other_num_classes_names_keys(
+    tmp_path: Path, voc_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = tmp_path / "ssd300_3.pth"
+    torch.save(build_ssd("train", 300, 3).state_dict(), weights)
+    argv = ["--voc_root", str(voc_root), "--trained_model", str(weights), "--save_folder", str(tmp_path / "out")]
+    err = _fail_line(capsys, argv)  # VOC: 20 classes + background
+    assert str(weights) in err and "3 classes" in err and "21 classes" in err
+    assert "conf.0.weight checkpoint [12, 512, 3, 3] vs model [84, 512, 3, 3]" in err
+
+
+# ----------------------------------------------------------------------------- COCO
+COCO_CAT_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]  # 80, as COCO
+# image id → (file, width, height, [(category id, [x, y, w, h])])
+TINY_COCO = {
+    42: ("a.jpg", 200, 150, [(1, [10.0, 20.0, 60.0, 50.0]), (90, [100.0, 30.0, 80.0, 100.0])]),
+    7: ("b.jpg", 120, 160, [(13, [0.0, 0.0, 120.0, 160.0])]),
+}
+
+
+@pytest.fixture()
+def coco_root(tmp_path: Path) -> Path:
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "images" / "val2014").mkdir(parents=True)
+    images, annotations = [], []
+    for image_id, (name, w, h, objects) in TINY_COCO.items():
+        cv2.imwrite(str(root / "images" / "val2014" / name), np.full((h, w, 3), 90, np.uint8))
+        images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+        for cat, box in objects:
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat, "bbox": box,
+                                "area": box[2] * box[3], "iscrowd": 0})  # fmt: skip
+    categories = [{"id": c, "name": f"class{c}", "supercategory": "thing"} for c in COCO_CAT_IDS]
+    data = {"images": images, "annotations": annotations, "categories": categories}
+    (root / "annotations" / "instances_val2014.json").write_text(json.dumps(data))
+    return root
+
+
+def _coco_oracle() -> OracleSSD:
+    per_image = []
+    for image_id in sorted(TINY_COCO):  # eval goes through the images in id order
+        _, w, h, objects = TINY_COCO[image_id]
+        dets = torch.zeros(81, 2, 5)
+        for k, (cat, (x, y, bw, bh)) in enumerate(objects):
+            dets[COCO_CAT_IDS.index(cat) + 1, k] = torch.tensor([0.8, x / w, y / h, (x + bw) / w, (y + bh) / h])
+        per_image.append(dets)
+    return OracleSSD(per_image)
+
+
+def test_coco_oracle_scores_one(
+    tmp_path: Path, coco_root: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ev, "build_eval_model", lambda args, sd, names: _coco_oracle())
+    out = tmp_path / "eval"
+    argv = ["--dataset", "COCO", "--coco_root", str(coco_root), "--trained_model", str(fake_weights)]
+    assert ev.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--batch_size", "2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "metric", "num_images"}
+    assert results["metric"] == "coco" and results["num_images"] == 2
+    assert results["AP"] == pytest.approx(1.0) and results["AP50"] == pytest.approx(1.0)
+    dets = json.loads((out / "detections_val2014_ssd300_results.json").read_text())
+    by_image = sorted((d["image_id"], d["category_id"], d["bbox"], d["score"]) for d in dets)
+    assert by_image == [
+        (7, 13, pytest.approx([0.0, 0.0, 120.0, 160.0], abs=0.02), 0.8),
+        (42, 1, pytest.approx([10.0, 20.0, 60.0, 50.0], abs=0.02), 0.8),
+        (42, 90, pytest.approx([100.0, 30.0, 80.0, 100.0], abs=0.02), 0.8),
+    ]

@@ -1,0 +1,160 @@
+"""test.py: annotated images and detections.json from a saved model; clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ssd import build_ssd
+from utils.checkpoint import load_model
+from utils.inference import detect_images
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ["circle", "square"]
+
+
+def _load(name: str) -> ModuleType:
+    """Import a top-level script by path: ``import test`` would find the stdlib package."""
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+script = _load("test")
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised SSD300 with 2 classes + background, saved as a plain state_dict."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "ssd300_tiny.pth"
+    torch.save(build_ssd("train", 300, len(NAMES) + 1).state_dict(), path)
+    return path
+
+
+@pytest.fixture()
+def classes_file(tmp_path: Path) -> Path:
+    path = tmp_path / "classes.txt"
+    path.write_text("\n".join(NAMES) + "\n")
+    return path
+
+
+def _image(path: Path, h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    cv2.circle(img, (w // 2, h // 2), min(h, w) // 4, (0, 0, 255), -1)
+    assert cv2.imwrite(str(path), img)
+    return cv2.imread(str(path))
+
+
+def _fail_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        script.main(argv)
+    assert info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.slow
+def test_writes_annotated_images_and_json(
+    tmp_path: Path, model_file: Path, classes_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    images = {"one": _image(folder / "one.jpg", 120, 160, 1), "two": _image(folder / "two.png", 90, 70, 2)}
+    (folder / "notes.txt").write_text("not a picture, and not picked from a folder")
+    single = tmp_path / "three.jpg"
+    images["three"] = _image(single, 50, 60, 3)
+    out = tmp_path / "out"
+    argv = [str(folder), str(single), "--trained_model", str(model_file), "--classes", str(classes_file)]
+    argv += ["--visual_threshold", "0.2", "--save_folder", str(out), "--cuda", "false", "--top_k", "5"]
+    assert script.main(argv) == 0
+
+    records = json.loads((out / "detections.json").read_text())
+    assert [Path(r["image"]).stem for r in records] == ["one", "two", "three"]
+    assert records[2]["image"] == str(single)
+    net = load_model(model_file, top_k=5)
+    for record in records:
+        stem = Path(record["image"]).stem
+        img = images[stem]
+        annotated = cv2.imread(str(out / f"{stem}_det.jpg"))
+        assert annotated is not None and annotated.shape == img.shape
+        assert (record["width"], record["height"]) == (img.shape[1], img.shape[0])
+        expected = detect_images(net, [img], conf_thresh=0.2)[0]
+        assert len(record["detections"]) == len(expected) > 0
+        for det, (c, score, box) in zip(record["detections"], expected):
+            assert set(det) == {"label", "score", "box"}
+            assert det["label"] == NAMES[c] and det["score"] == pytest.approx(score) and det["score"] >= 0.2
+            assert det["box"] == pytest.approx(box)
+            x1, y1, x2, y2 = det["box"]
+            assert 0 <= x1 <= x2 <= img.shape[1] - 1 and 0 <= y1 <= y2 <= img.shape[0] - 1
+        scores = [d["score"] for d in record["detections"]]
+        assert scores == sorted(scores, reverse=True)
+    assert "detections.json" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_runs_as_a_script(tmp_path: Path, model_file: Path, classes_file: Path) -> None:
+    pic = tmp_path / "pic.jpg"
+    _image(pic, 64, 64, 4)
+    cmd = [sys.executable, "test.py", str(pic), "--trained_model", str(model_file), "--classes", str(classes_file)]
+    done = subprocess.run(cmd + ["--save_folder", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "pic_det.jpg").is_file() and (tmp_path / "detections.json").is_file()
+
+
+def test_not_an_image_names_the_path(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("hello")
+    err = _fail_line(capsys, [str(fake), "--trained_model", str(model_file), "--save_folder", str(tmp_path)])
+    assert "not an image" in err and str(fake) in err
+    assert not (tmp_path / "detections.json").exists()
+
+
+def test_missing_path_and_empty_folder(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _fail_line(capsys, [str(tmp_path / "nowhere.jpg"), "--trained_model", str(model_file)])
+    assert "nowhere.jpg" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _fail_line(capsys, [str(empty), "--trained_model", str(model_file)])
+    assert "holds no images" in err and str(empty) in err
+
+
+def test_checkpoint_from_other_classes_names_keys(
+    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pic = tmp_path / "pic.jpg"
+    _image(pic, 40, 40, 5)
+    err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file), "--dataset", "VOC"])
+    assert str(model_file) in err and "conf.0.weight checkpoint [12, 512, 3, 3] vs model [84, 512, 3, 3]" in err
+
+
+def test_missing_and_corrupt_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pic = tmp_path / "pic.jpg"
+    _image(pic, 40, 40, 6)
+    err = _fail_line(capsys, [str(pic), "--trained_model", str(tmp_path / "none.pth")])
+    assert "checkpoint not found" in err and "none.pth" in err
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"garbage")
+    err = _fail_line(capsys, [str(pic), "--trained_model", str(corrupt)])
+    assert "corrupt.pth" in err
+
+
+def test_bad_classes_file(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pic = tmp_path / "pic.jpg"
+    _image(pic, 40, 40, 7)
+    dup = tmp_path / "dup.txt"
+    dup.write_text("cat\ncat\n")
+    err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file), "--classes", str(dup)])
+    assert "dup.txt" in err and "cat" in err
