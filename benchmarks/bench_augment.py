@@ -1,0 +1,247 @@
+# ruff: noqa: NPY002 -- the baseline reproduces the classic code, which draws from the legacy global RNG.
+"""Throughput of the SSD training augmentation against the classic algorithm, one process, CPU.
+
+    python benchmarks/bench_augment.py [--images 300] [--repeats 5] [--out benchmarks/results/augment_cpu.json]
+
+Input: 500×375 BGR uint8 images (textured noise) with 2 boxes, as a VOC image reaches the transform. The baseline
+is a faithful re-implementation of the classic ssd.pytorch pipeline (global ``np.random``, float32 image from the
+first step, full expanded canvas, one crop trial at a time) with only what it needs to run and to be comparable:
+the corrected crop rule (some box with IoU ≥ the mode's minimum), the 0.5 mode, and a mode choice that works on
+NumPy 2. Both run on the same images; the script reports the median over repeats of ms/image and images/s, and
+the ratio, and names the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.config import MEANS  # noqa: E402
+from utils.augmentations import SSDAugmentation  # noqa: E402
+
+# ------------------------------------------------------------------------------- classic algorithm (baseline)
+
+
+def _jaccard_numpy(box_a: np.ndarray, box_b: np.ndarray) -> np.ndarray:
+    inter_wh = np.clip(np.minimum(box_a[:, 2:], box_b[2:]) - np.maximum(box_a[:, :2], box_b[:2]), 0, np.inf)
+    inter = inter_wh[:, 0] * inter_wh[:, 1]
+    area_a = (box_a[:, 2] - box_a[:, 0]) * (box_a[:, 3] - box_a[:, 1])
+    area_b = (box_b[2] - box_b[0]) * (box_b[3] - box_b[1])
+    return inter / (area_a + area_b - inter)
+
+
+class ClassicAugmentation:
+    """The classic SSDAugmentation step by step (ConvertFromInts … SubtractMeans) with the corrected crop rule."""
+
+    modes = (None, (0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9, None), (None, None))
+    perms = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+
+    def __init__(self, size: int = 300, mean: tuple[int, int, int] = MEANS) -> None:
+        self.size = size
+        self.mean = mean
+
+    def __call__(self, image, boxes, labels):
+        image = image.astype(np.float32)  # ConvertFromInts
+        height, width, _ = image.shape  # ToAbsoluteCoords
+        boxes = boxes.copy()
+        boxes[:, 0] *= width
+        boxes[:, 2] *= width
+        boxes[:, 1] *= height
+        boxes[:, 3] *= height
+        image = self.photometric(image)
+        image, boxes = self.expand(image, boxes)
+        image, boxes, labels = self.crop(image, boxes, labels)
+        image, boxes = self.mirror(image, boxes)
+        height, width, _ = image.shape  # ToPercentCoords
+        boxes[:, 0] /= width
+        boxes[:, 2] /= width
+        boxes[:, 1] /= height
+        boxes[:, 3] /= height
+        image = cv2.resize(image, (self.size, self.size))  # Resize
+        image = image.astype(np.float32)  # SubtractMeans
+        image -= np.array(self.mean, dtype=np.float32)
+        return image, boxes, labels
+
+    def photometric(self, image):
+        im = image.copy()
+        if np.random.randint(2):  # RandomBrightness
+            im += np.random.uniform(-32, 32)
+        contrast_first = np.random.randint(2)
+        if contrast_first:
+            im = self.contrast(im)
+        im = cv2.cvtColor(im, cv2.COLOR_BGR2HSV)
+        if np.random.randint(2):  # RandomSaturation
+            im[:, :, 1] *= np.random.uniform(0.5, 1.5)
+        if np.random.randint(2):  # RandomHue
+            im[:, :, 0] += np.random.uniform(-18.0, 18.0)
+            im[:, :, 0][im[:, :, 0] > 360.0] -= 360.0
+            im[:, :, 0][im[:, :, 0] < 0.0] += 360.0
+        im = cv2.cvtColor(im, cv2.COLOR_HSV2BGR)
+        if not contrast_first:
+            im = self.contrast(im)
+        if np.random.randint(2):  # RandomLightingNoise
+            im = im[:, :, self.perms[np.random.randint(len(self.perms))]]
+        return im
+
+    @staticmethod
+    def contrast(im):
+        if np.random.randint(2):
+            im *= np.random.uniform(0.5, 1.5)
+        return im
+
+    def expand(self, image, boxes):
+        if np.random.randint(2):
+            return image, boxes
+        height, width, depth = image.shape
+        ratio = np.random.uniform(1, 4)
+        left = np.random.uniform(0, width * ratio - width)
+        top = np.random.uniform(0, height * ratio - height)
+        expand_image = np.zeros((int(height * ratio), int(width * ratio), depth), dtype=image.dtype)
+        expand_image[:, :, :] = self.mean
+        expand_image[int(top) : int(top + height), int(left) : int(left + width)] = image
+        boxes = boxes.copy()
+        boxes[:, :2] += (int(left), int(top))
+        boxes[:, 2:] += (int(left), int(top))
+        return expand_image, boxes
+
+    def crop(self, image, boxes, labels):
+        height, width, _ = image.shape
+        while True:
+            mode = self.modes[np.random.randint(len(self.modes))]  # random.choice fails on NumPy 2
+            if mode is None:
+                return image, boxes, labels
+            min_iou, max_iou = mode
+            min_iou = float("-inf") if min_iou is None else min_iou
+            max_iou = float("inf") if max_iou is None else max_iou
+            for _ in range(50):
+                w = np.random.uniform(0.3 * width, width)
+                h = np.random.uniform(0.3 * height, height)
+                if h / w < 0.5 or h / w > 2:
+                    continue
+                left = np.random.uniform(width - w)
+                top = np.random.uniform(height - h)
+                rect = np.array([int(left), int(top), int(left + w), int(top + h)])
+                overlap = _jaccard_numpy(boxes, rect)
+                if not ((overlap >= min_iou) & (overlap <= max_iou)).any():  # the corrected rule
+                    continue
+                current_image = image[rect[1] : rect[3], rect[0] : rect[2], :]
+                centers = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+                m1 = (rect[0] < centers[:, 0]) * (rect[1] < centers[:, 1])
+                m2 = (rect[2] > centers[:, 0]) * (rect[3] > centers[:, 1])
+                mask = m1 * m2
+                if not mask.any():
+                    continue
+                current_boxes = boxes[mask, :].copy()
+                current_labels = labels[mask]
+                current_boxes[:, :2] = np.maximum(current_boxes[:, :2], rect[:2])
+                current_boxes[:, :2] -= rect[:2]
+                current_boxes[:, 2:] = np.minimum(current_boxes[:, 2:], rect[2:])
+                current_boxes[:, 2:] -= rect[:2]
+                return current_image, current_boxes, current_labels
+
+    @staticmethod
+    def mirror(image, boxes):
+        _, width, _ = image.shape
+        if np.random.randint(2):
+            image = image[:, ::-1]
+            boxes = boxes.copy()
+            boxes[:, 0::2] = width - boxes[:, 2::-2]
+        return image, boxes
+
+
+# ----------------------------------------------------------------------------------------------- measurement
+
+
+def make_inputs(count: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``count`` 500×375 textured BGR images, each with 2 boxes (relative coordinates) and labels."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (500, 375), interpolation=cv2.INTER_CUBIC)
+    inputs = []
+    for _ in range(count):
+        noise = rng.integers(-20, 21, base.shape, dtype=np.int16)
+        image = np.clip(base.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        x1, y1 = rng.uniform(0.0, 0.5, 2), rng.uniform(0.0, 0.5, 2)
+        w, h = rng.uniform(0.1, 0.5, 2), rng.uniform(0.1, 0.5, 2)
+        boxes = np.stack([x1, y1, x1 + w, y1 + h], axis=1)
+        inputs.append((image, boxes, np.array([3.0, 11.0])))
+    return inputs
+
+
+def time_per_image(transform, inputs, repeats: int) -> list[float]:
+    """Seconds per image for each of ``repeats`` passes over ``inputs`` (after one warm-up pass)."""
+    for image, boxes, labels in inputs[: max(1, len(inputs) // 10)]:
+        transform(image, boxes, labels)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for image, boxes, labels in inputs:
+            transform(image, boxes, labels)
+        times.append((time.perf_counter() - start) / len(inputs))
+    return times
+
+
+def machine() -> dict[str, object]:
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "logical_cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/results/augment_cpu.json")
+    args = parser.parse_args(argv)
+
+    cv2.setNumThreads(1)  # one process, one thread: the DataLoader-worker setting
+    inputs = make_inputs(args.images)
+    np.random.seed(0)
+    classic = time_per_image(ClassicAugmentation(), inputs, args.repeats)
+    ours = time_per_image(SSDAugmentation(rng=0), inputs, args.repeats)
+    classic_ms, ours_ms = statistics.median(classic) * 1e3, statistics.median(ours) * 1e3
+    result = {
+        "benchmark": "SSDAugmentation(300) vs classic algorithm (corrected crop rule), 500x375 uint8, 2 boxes",
+        "images": args.images,
+        "repeats": args.repeats,
+        "processes": 1,
+        "cv2_threads": 1,
+        "classic_ms_per_image": round(classic_ms, 4),
+        "ours_ms_per_image": round(ours_ms, 4),
+        "classic_images_per_s": round(1e3 / classic_ms, 1),
+        "ours_images_per_s": round(1e3 / ours_ms, 1),
+        "ours_over_classic_time": round(ours_ms / classic_ms, 4),
+        "speedup": round(classic_ms / ours_ms, 3),
+        "machine": machine(),
+    }
+    print(f"classic: {classic_ms:.3f} ms/image ({1e3 / classic_ms:.0f} img/s)")
+    print(f"ours:    {ours_ms:.3f} ms/image ({1e3 / ours_ms:.0f} img/s)")
+    print(f"ratio ours/classic: {ours_ms / classic_ms:.3f}  (speed-up ×{classic_ms / ours_ms:.2f})")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
