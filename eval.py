@@ -27,13 +27,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from data.common import read_image
 from data.config import COCO_ROOT, MEANS, VOC_ROOT
 from data.transforms import preprocess
 from utils.checkpoint import CheckpointError, describe_state_dict, model_from_state_dict, read_checkpoint
@@ -114,7 +114,7 @@ def class_ground_truth(
     """Per image, the boxes ``[n, 4]`` and difficult flags of ``classname``; and the non-difficult count."""
     gt, npos = {}, 0
     for image_id in image_ids:
-        objs = [o for o in annotations[image_id] if o["name"] == classname]
+        objs = [o for o in annotations[image_id] if o["name"].lower() == classname.lower()]
         boxes = np.array([o["bbox"] for o in objs], dtype=np.float64).reshape(-1, 4)
         difficult = np.array([bool(o["difficult"]) for o in objs], dtype=bool)
         gt[image_id] = (boxes, difficult)
@@ -250,9 +250,7 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Tensor, tuple[int, int]]:
-        img = cv2.imread(self.paths[index], cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"not an image or unreadable: {self.paths[index]}")
+        img = read_image(self.paths[index])
         return preprocess(img, self.size, mean=self.mean), (int(img.shape[0]), int(img.shape[1]))
 
 
@@ -302,10 +300,10 @@ def write_voc_results(
 
 def check_classes(annotations: Annotations, names: Sequence[str], annopath: str) -> None:
     """Every annotated object must be one of the evaluated classes."""
-    known = set(names)
+    known = {n.lower() for n in names}  # as VOCAnnotationTransform, names match case-insensitively
     for image_id, objs in annotations.items():
         for obj in objs:
-            if obj["name"] not in known:
+            if obj["name"].lower() not in known:
                 raise ValueError(
                     f"unknown class {obj['name']!r} in {annopath.format(image_id)}: not among the {len(names)} "
                     "evaluated classes (pass the right --classes FILE)"

@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from data.common import read_image
 from utils.checkpoint import CheckpointError, describe_state_dict, model_from_state_dict, read_checkpoint
 from utils.cli import dataset_class_names, fail, read_class_names, str2bool
 from utils.inference import Detection, choose_device, detect_images, draw_detections
@@ -62,14 +63,6 @@ def collect_images(paths: Sequence[str]) -> list[str]:
     return found
 
 
-def read_image(path: str) -> np.ndarray:
-    """BGR uint8 ``[H, W, 3]``; ValueError naming ``path`` when it cannot be decoded."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"not an image or unreadable: {path}")
-    return img
-
-
 def choose_class_names(args: argparse.Namespace, num_classes: int, meta: dict[str, Any]) -> list[str]:
     """``--classes`` file, else ``--dataset``'s list, else the checkpoint's recorded names, else VOC/COCO by size."""
     if args.classes:
@@ -99,7 +92,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     paths = collect_images(args.images)
     sd, meta = read_checkpoint(args.trained_model)
     names = choose_class_names(args, describe_state_dict(sd)[1], meta)
-    net = model_from_state_dict(sd, "test", args.size, len(names) + 1, source=args.trained_model, top_k=args.top_k)
+    try:
+        net = model_from_state_dict(sd, "test", args.size, len(names) + 1, source=args.trained_model, top_k=args.top_k)
+    except CheckpointError as exc:
+        if args.classes or args.dataset:
+            raise
+        raise CheckpointError(f"{exc} (name its classes with --classes FILE or --dataset)") from exc
     net = net.to(device)
     os.makedirs(args.save_folder, exist_ok=True)
     records = []

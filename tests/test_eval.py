@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -381,3 +382,47 @@ def test_coco_oracle_scores_one(
         (42, 1, pytest.approx([10.0, 20.0, 60.0, 50.0], abs=0.02), 0.8),
         (42, 90, pytest.approx([100.0, 30.0, 80.0, 100.0], abs=0.02), 0.8),
     ]
+
+
+# ----------------------------------------------------------------------------- end to end on synthetic data
+@pytest.mark.slow
+def test_end_to_end_on_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from data import VOC_CLASSES
+    from data.synthetic import make_voc_dataset
+
+    root = make_voc_dataset(tmp_path / "synthetic", num_train=0, num_test=3, seed=0)
+    torch.manual_seed(0)
+    sd = build_ssd("train", 300, 21).state_dict()
+    weights = tmp_path / "ssd300_VOC_10.pth"
+    torch.save(sd, weights)
+    out = tmp_path / "eval"
+    argv = ["--voc_root", root, "--trained_model", str(weights), "--save_folder", str(out), "--cuda", "false"]
+    argv += ["--num_workers", "0", "--batch_size", "2", "--top_k", "20"]
+    assert ev.main(argv) == 0
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"mAP", "ap", "metric", "num_images"}
+    assert results["metric"] == "voc07" and results["num_images"] == 3
+    assert list(results["ap"]) == list(VOC_CLASSES)
+    annotations = ev.load_annotations(
+        str(Path(root, "VOC2007", "Annotations", "{}.xml")),
+        str(Path(root, "VOC2007", "ImageSets", "Main", "test.txt")),
+        str(out / "annotations_cache"),
+    )
+    present = {o["name"] for objs in annotations.values() for o in objs if not o["difficult"]}
+    assert present, "the synthetic test split should hold objects"
+    assert {c for c, ap in results["ap"].items() if ap is not None} == present
+    valid = [ap for ap in results["ap"].values() if ap is not None]
+    assert all(0.0 <= ap <= 1.0 for ap in valid)
+    assert math.isfinite(results["mAP"]) and results["mAP"] == pytest.approx(sum(valid) / len(valid))
+    stdout = capsys.readouterr().out
+    assert stdout.count("AP for ") == 20 and "Mean AP = " in stdout
+    assert (out / "pr_curves.png").is_file() and not (out / "results").exists()
+
+    # a full training checkpoint (train.py's *_last.ckpt) evaluates the same, here with the area metric
+    ckpt = tmp_path / "ssd300_VOC_last.ckpt"
+    torch.save({"model": sd, "iteration": 10, "class_names": list(VOC_CLASSES), "num_classes": 21}, ckpt)
+    argv[argv.index(str(weights))] = str(ckpt)
+    assert ev.main(argv + ["--use_07_metric", "false", "--save_folder", str(tmp_path / "eval10")]) == 0
+    results10 = json.loads((tmp_path / "eval10" / "results.json").read_text())
+    assert results10["metric"] == "voc10" and math.isfinite(results10["mAP"])

@@ -131,6 +131,7 @@ def test_missing_path_and_empty_folder(tmp_path: Path, model_file: Path, capsys:
     assert "holds no images" in err and str(empty) in err
 
 
+@pytest.mark.slow
 def test_checkpoint_from_other_classes_names_keys(
     tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,6 +139,9 @@ def test_checkpoint_from_other_classes_names_keys(
     _image(pic, 40, 40, 5)
     err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file), "--dataset", "VOC"])
     assert str(model_file) in err and "conf.0.weight checkpoint [12, 512, 3, 3] vs model [84, 512, 3, 3]" in err
+    # no names given: a 3-class file is not VOC (21) or COCO (81), and the error says how to name its classes
+    err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file)])
+    assert "conf.0.weight" in err and "--classes" in err
 
 
 def test_missing_and_corrupt_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,22 +30,10 @@ def fail(prog: str, message: str, code: int = 2) -> NoReturn:
 
 
 def read_class_names(path: str | os.PathLike[str]) -> list[str]:
-    """Class names from a text file, one per line (blank lines and ``#`` comments skipped).
+    """Class names from a text file, one per line (``data.load_class_names``: errors name the file and line)."""
+    from data import load_class_names
 
-    Raises ValueError naming the file when it is missing, empty or lists a name twice.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"classes file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        names = [line.strip() for line in f]
-    names = [n for n in names if n and not n.startswith("#")]
-    if not names:
-        raise ValueError(f"classes file {path} lists no class names (expected one name per line)")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"classes file {path} lists {', '.join(duplicates)} more than once")
-    return names
+    return load_class_names(path)
 
 
 def dataset_class_names(dataset: str) -> list[str]:

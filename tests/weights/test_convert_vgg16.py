@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import vgg16
 
+from ssd import build_ssd
 from weights.convert_vgg16 import (
     CONV6_INDEX,
     CONV7_INDEX,
@@ -91,8 +92,7 @@ def test_folded_conv1_1_matches_torchvision_on_interior(
 
 
 def test_loads_into_ssd_vgg(converted: dict[str, torch.Tensor]) -> None:
-    ssd = pytest.importorskip("ssd")
-    net = ssd.build_ssd("train", 300, 21)
+    net = build_ssd("train", 300, 21)
     net.vgg.load_state_dict(converted)  # strict: same keys and shapes as the classic vgg16_reducedfc.pth
 
 
