@@ -267,7 +267,8 @@ def run_inference(
     inclusive: bool = True,
 ) -> list[DetectionArrays]:
     """Detections of every image of ``dataset`` in order (pixel boxes, see ``detections_to_arrays``)."""
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
+    pin = next(net.parameters()).device.type == "cuda"
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate, pin_memory=pin)
     results: list[DetectionArrays] = []
     start = time.perf_counter()
     with tqdm(total=len(dataset), unit="img", desc="detect") as bar:

@@ -144,10 +144,10 @@ def draw_detections(
     img_bgr: np.ndarray, detections: Sequence[Detection], class_names: Sequence[str], thickness: int = 2
 ) -> np.ndarray:
     """Copy of ``img_bgr [H, W, 3]`` with each ``(class_index, score, box)`` drawn as a box and a
-    ``"name: 0.87"`` label."""
+    ``"name: 0.87"`` label; the best-scoring detections are drawn last, on top."""
     out = np.ascontiguousarray(img_bgr).copy()
     font, font_scale = cv2.FONT_HERSHEY_SIMPLEX, 0.5
-    for class_index, score, box in detections:
+    for class_index, score, box in sorted(detections, key=lambda d: d[1]):
         color = class_color(class_index)
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
@@ -156,5 +156,7 @@ def draw_detections(
         (tw, th), baseline = cv2.getTextSize(text, font, font_scale, 1)
         ty = y1 - 2 if y1 - th - baseline - 2 >= 0 else y1 + th + 2  # keep the label inside the image
         cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 2, ty + baseline - 2), color, cv2.FILLED)
-        cv2.putText(out, text, (x1 + 1, ty - 2), font, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+        luma = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
+        ink = (0, 0, 0) if luma > 140 else (255, 255, 255)
+        cv2.putText(out, text, (x1 + 1, ty - 2), font, font_scale, ink, 1, cv2.LINE_AA)
     return out
