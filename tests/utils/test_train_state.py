@@ -23,6 +23,9 @@ def test_atomic_save_replaces_the_file(tmp_path) -> None:
     atomic_save({"iteration": 2}, path)
     assert torch.load(path, weights_only=True) == {"iteration": 2}
     assert os.listdir(tmp_path) == ["a.ckpt"]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_a_failed_save_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch) -> None:

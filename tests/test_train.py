@@ -1,0 +1,319 @@
+"""train.py: the classic defaults, exact resume, atomic checkpoints, signals, the NaN guard and clear errors.
+
+Everything runs SSD300 on the CPU on a generated 4-image VOC-layout dataset, at batch 1 (batch 2, two batches per
+epoch, where the data order matters), so every test takes only a few steps of a few seconds each.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import train
+from utils.train_log import read_log
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory) -> str:
+    from data.synthetic import make_voc_dataset
+
+    root = tmp_path_factory.mktemp("synthetic_voc")
+    make_voc_dataset(str(root), num_train=4, num_test=1, seed=0)
+    return str(root)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _argv(root: str, folder, *extra: str) -> list[str]:
+    return [
+        "--dataset_root", root, "--save_folder", str(folder), "--basenet", "none", "--batch_size", "1",
+        "--num_workers", "0", "--cuda", "false", "--seed", "3", "--log_every", "1", *extra,
+    ]  # fmt: skip
+
+
+def _losses(folder) -> list[tuple[float, float]]:
+    log = read_log(os.path.join(folder, "train_log.csv"))
+    return list(zip(log["loss_l"], log["loss_c"]))
+
+
+def _parse(*argv: str):
+    return train.resolve_defaults(train.build_parser().parse_args(list(argv)))
+
+
+# ----------------------------------------------------------------------------------------------- arguments
+
+
+def test_defaults_are_the_classic_recipe() -> None:
+    args = _parse()
+    assert (args.dataset, args.size, args.batch_size, args.num_workers) == ("VOC", 300, 32, 4)
+    assert (args.lr, args.momentum, args.weight_decay, args.gamma) == (1e-3, 0.9, 5e-4, 0.1)
+    assert (args.max_iter, args.lr_steps, args.warmup, args.clip_grad) == (120000, [80000, 100000, 120000], 0, 0)
+    assert args.basenet == os.path.join("weights", "vgg16_reducedfc.pth")
+    assert (args.save_every, args.amp, args.batch_norm, args.visdom) == (5000, "none", False, False)
+    assert args.image_sets == "2007:trainval,2012:trainval"
+    assert args.cuda == torch.cuda.is_available()
+
+
+def test_coco_and_batch_norm_defaults() -> None:
+    coco = _parse("--dataset", "coco", "--size", "512")
+    assert (coco.dataset, coco.max_iter, coco.lr_steps, coco.image_sets) == (
+        "COCO",
+        400000,
+        [280000, 360000, 400000],
+        "train2014",
+    )
+    bn = _parse("--batch_norm", "true")
+    assert (bn.batch_norm, bn.lr, bn.warmup, bn.clip_grad, bn.basenet) == (True, 2e-3, 300, 10.0, "none")
+    assert _parse("--batch_norm", "true", "--lr", "1e-3", "--clip_grad", "0").lr == 1e-3
+    assert _parse("--batch_norm", "false", "--visdom", "True").visdom is True
+
+
+def test_bad_boolean_is_rejected(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--batch_norm", "maybe"])
+    assert exit_info.value.code == 2
+    assert "expected true or false" in capsys.readouterr().err
+
+
+def test_import_does_no_work(tmp_path) -> None:
+    """Importing parses no arguments, reads and writes no files (a bogus command line goes unnoticed)."""
+    code = f"import sys; sys.path.insert(0, {REPO!r}); sys.argv = ['train.py', '--bogus']; import train"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------------------------- clear errors
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("train.py: error: ")
+    return err[0]
+
+
+def test_missing_dataset_root_is_one_clear_line(tmp_path, capsys) -> None:
+    missing = str(tmp_path / "no_such_root")
+    assert train.main(_argv(missing, tmp_path / "w", "--max_iter", "1")) == 2
+    line = _one_error_line(capsys)
+    assert missing in line and "--dataset_root" in line
+
+
+def test_missing_basenet_says_how_to_obtain_it(voc_root, tmp_path, capsys) -> None:
+    argv = _argv(voc_root, tmp_path / "w", "--max_iter", "1")
+    argv[argv.index("--basenet") + 1] = str(tmp_path / "vgg16_reducedfc.pth")
+    assert train.main(argv) == 2
+    line = _one_error_line(capsys)
+    assert "vgg16_reducedfc.pth not found" in line
+    assert "weights/README.md" in line and "python -m weights.convert_vgg16" in line and "--basenet none" in line
+
+
+def test_unreadable_resume_file_is_one_clear_line(voc_root, tmp_path, capsys) -> None:
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"not a checkpoint")
+    assert train.main(_argv(voc_root, tmp_path / "w", "--max_iter", "1", "--resume", str(broken))) == 2
+    assert str(broken) in _one_error_line(capsys)
+
+
+def test_batch_larger_than_the_dataset_is_one_clear_line(voc_root, tmp_path, capsys) -> None:
+    assert train.main(_batch(64, _argv(voc_root, tmp_path / "w", "--max_iter", "1"))) == 2
+    assert "fewer than one batch" in _one_error_line(capsys)
+
+
+def test_a_class_missing_from_the_classes_file_is_one_clear_line(voc_root, tmp_path, capsys) -> None:
+    classes = tmp_path / "classes.txt"
+    classes.write_text("car\n")
+    assert train.main(_argv(voc_root, tmp_path / "w", "--max_iter", "1", "--classes", str(classes))) == 2
+    line = _one_error_line(capsys)
+    assert str(classes) in line and "does not list" in line and ".xml has objects of class" in line
+
+
+def test_a_custom_class_list_sets_the_number_of_classes(voc_root, tmp_path) -> None:
+    from data.synthetic import SYNTHETIC_CLASSES
+
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(SYNTHETIC_CLASSES) + "\n")
+    folder = tmp_path / "w"
+    assert train.main(_argv(voc_root, folder, "--max_iter", "1", "--classes", str(classes))) == 0
+    ckpt = torch.load(folder / "ssd300_VOC_last.ckpt", weights_only=True)
+    assert ckpt["num_classes"] == len(SYNTHETIC_CLASSES) + 1 and ckpt["class_names"] == list(SYNTHETIC_CLASSES)
+    assert ckpt["model"]["conf.0.weight"].shape[0] == 4 * (len(SYNTHETIC_CLASSES) + 1)
+
+
+# ----------------------------------------------------------------------------------------------- resume
+
+
+def _check_checkpoint(path: str, iteration: int) -> dict:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert ckpt["iteration"] == iteration
+    assert (ckpt["size"], ckpt["num_classes"], ckpt["config"], ckpt["batch_norm"]) == (300, 21, "VOC", False)
+    assert len(ckpt["class_names"]) == 20 and ckpt["class_names"][0] == "aeroplane"
+    assert isinstance(ckpt["args"], dict) and ckpt["args"]["seed"] == 3
+    assert {"model", "optimizer", "scheduler", "rng"} <= set(ckpt)
+    return ckpt
+
+
+def _batch(size: int, argv: list[str]) -> list[str]:
+    argv[argv.index("--batch_size") + 1] = str(size)
+    return argv
+
+
+def test_resume_continues_exactly(voc_root, tmp_path) -> None:
+    """3 iterations in one go == 1 iteration, stop, --resume _last.ckpt, 2 more: losses and weights bit-equal.
+
+    Batch 2 of 4 images: the resumed run starts mid-epoch and crosses into the next epoch (a new order and new
+    augmentation draws); the schedule has a warm-up and an lr step, and gradients are clipped.
+    """
+    schedule = ("--warmup", "2", "--lr_steps", "2", "--clip_grad", "5", "--save_every", "100")
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert train.main(_batch(2, _argv(voc_root, whole, "--max_iter", "3", *schedule))) == 0
+    assert train.main(_batch(2, _argv(voc_root, parts, "--max_iter", "1", *schedule))) == 0
+    _check_checkpoint(str(parts / "ssd300_VOC_last.ckpt"), 1)
+    resume = ["--resume", str(parts / "ssd300_VOC_last.ckpt"), "--max_iter", "3"]
+    assert train.main(_batch(2, _argv(voc_root, parts, *resume))) == 0
+
+    assert len(_losses(whole)) == 3 and all(math.isfinite(v) for pair in _losses(whole) for v in pair)
+    assert _losses(parts) == _losses(whole)
+    assert read_log(str(parts / "train_log.csv"))["lr"] == read_log(str(whole / "train_log.csv"))["lr"]
+    final_whole = torch.load(whole / "ssd300_VOC_3.pth", weights_only=True)
+    final_parts = torch.load(parts / "ssd300_VOC_3.pth", weights_only=True)
+    assert final_whole.keys() == final_parts.keys()
+    assert all(torch.equal(final_whole[k], final_parts[k]) for k in final_whole)
+    _check_checkpoint(str(parts / "ssd300_VOC_last.ckpt"), 3)
+    assert (parts / "loss.png").is_file()
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly_with_dataloader_workers(voc_root, tmp_path) -> None:
+    def argv(folder, *extra: str) -> list[str]:
+        args = _batch(2, _argv(voc_root, folder, "--save_every", "100", *extra))
+        args[args.index("--num_workers") + 1] = "2"
+        return args
+
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert train.main(argv(whole, "--max_iter", "3")) == 0
+    assert train.main(argv(parts, "--max_iter", "1")) == 0
+    assert train.main(argv(parts, "--max_iter", "3", "--resume", str(parts / "ssd300_VOC_last.ckpt"))) == 0
+    assert _losses(parts) == _losses(whole)
+
+
+def test_a_full_checkpoint_resumes_with_its_own_args(voc_root, tmp_path) -> None:
+    """``--resume X.ckpt`` alone continues the recorded run (seed, data, schedule); flags given still win."""
+    folder = tmp_path / "w"
+    assert train.main(_argv(voc_root, folder, "--max_iter", "1", "--lr", "5e-4")) == 0
+    ckpt = str(folder / "ssd300_VOC_last.ckpt")
+    assert train.main(["--resume", ckpt, "--max_iter", "2", "--num_workers", "0", "--cuda", "false"]) == 0
+    log = read_log(str(folder / "train_log.csv"))
+    assert log["iter"] == [1, 2] and log["lr"] == [5e-4, 5e-4]
+    assert torch.load(ckpt, weights_only=True)["args"]["seed"] == 3
+
+
+def test_a_state_dict_resume_loads_weights_and_starts_at_start_iter(voc_root, tmp_path) -> None:
+    first = tmp_path / "first"
+    assert train.main(_argv(voc_root, first, "--max_iter", "1")) == 0
+    weights = first / "ssd300_VOC_1.pth"
+    second = tmp_path / "second"
+    resume = ["--resume", str(weights), "--start_iter", "5", "--max_iter", "6", "--lr_steps", "5"]
+    assert train.main(_argv(voc_root, second, *resume)) == 0
+    log = read_log(str(second / "train_log.csv"))
+    assert log["iter"] == [6] and log["lr"] == [pytest.approx(1e-4)]
+    assert (second / "ssd300_VOC_6.pth").is_file()
+    assert torch.load(second / "ssd300_VOC_last.ckpt", weights_only=True)["iteration"] == 6
+
+
+def test_a_checkpoint_for_other_classes_names_the_keys(voc_root, tmp_path, capsys) -> None:
+    from ssd import build_ssd
+
+    other = tmp_path / "other.pth"
+    torch.save(build_ssd("train", 300, num_classes=5).state_dict(), other)
+    assert train.main(_argv(voc_root, tmp_path / "w", "--max_iter", "1", "--resume", str(other))) == 2
+    line = _one_error_line(capsys)
+    assert str(other) in line and "conf.0.weight" in line
+
+
+# ----------------------------------------------------------------------------------------------- robustness
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(voc_root, tmp_path) -> None:
+    """The training process dies half-way through writing the second _last.ckpt: the first still loads."""
+    folder = tmp_path / "w"
+    script = textwrap.dedent(f"""
+        import os, torch, train
+        real_save, calls = torch.save, []
+        def dying_save(obj, f, *a, **k):
+            calls.append(1)
+            real_save(obj, f, *a, **k)
+            if len(calls) == 4:  # iteration 2: .pth, then the checkpoint -- die half-way through it
+                f.flush()
+                f.truncate(f.tell() // 2)
+                os._exit(9)
+        torch.save = dying_save
+        torch.set_num_threads(1)
+        train.main({_argv(voc_root, folder, "--max_iter", "2", "--save_every", "1")!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    _check_checkpoint(str(folder / "ssd300_VOC_last.ckpt"), 1)
+    assert torch.load(folder / "ssd300_VOC_2.pth", weights_only=True).keys()
+    stray = [n for n in os.listdir(folder) if n.endswith(".tmp")]
+    assert len(stray) == 1 and stray[0].startswith(".")
+
+
+def test_sigterm_saves_both_files_for_the_current_iteration(voc_root, tmp_path, monkeypatch, capsys) -> None:
+    class SignalledLoss(train.MultiBoxLoss):
+        def forward(self, predictions, targets):
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives during iteration 1
+            return super().forward(predictions, targets)
+
+    monkeypatch.setattr(train, "MultiBoxLoss", SignalledLoss)
+    folder = tmp_path / "w"
+    handler = signal.getsignal(signal.SIGTERM)
+    assert train.main(_argv(voc_root, folder, "--max_iter", "50")) == 0
+    assert "stopped by SIGTERM at iteration 1" in capsys.readouterr().out
+    assert (folder / "ssd300_VOC_1.pth").is_file()
+    _check_checkpoint(str(folder / "ssd300_VOC_last.ckpt"), 1)
+    assert signal.getsignal(signal.SIGTERM) is handler
+
+
+def _loss_with_nan_at(calls: set[int]) -> type:
+    class NanLoss(train.MultiBoxLoss):
+        count = 0
+
+        def forward(self, predictions, targets):
+            NanLoss.count += 1
+            loss_l, loss_c = super().forward(predictions, targets)
+            return (loss_l * math.nan, loss_c) if NanLoss.count in calls else (loss_l, loss_c)
+
+    return NanLoss
+
+
+def test_a_non_finite_loss_skips_the_step(voc_root, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(train, "MultiBoxLoss", _loss_with_nan_at({1}))
+    folder = tmp_path / "w"
+    with pytest.warns(RuntimeWarning, match="iteration 1: non-finite loss"):
+        assert train.main(_argv(voc_root, folder, "--max_iter", "2")) == 0
+    assert read_log(str(folder / "train_log.csv"))["iter"] == [2]
+
+
+def test_non_finite_losses_in_a_row_stop_training(voc_root, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(train, "MultiBoxLoss", _loss_with_nan_at(set(range(1, 100))))
+    monkeypatch.setattr(train, "MAX_NONFINITE_STEPS", 2)
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        assert train.main(_argv(voc_root, tmp_path / "w", "--max_iter", "20")) == 2
+    assert "not finite for 2 iterations in a row" in _one_error_line(capsys)
