@@ -19,6 +19,7 @@ import torch
 import train
 from utils.train_log import read_log
 
+pytestmark = pytest.mark.filterwarnings("ignore:--basenet none:UserWarning")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
