@@ -309,12 +309,10 @@ class SSDAugmentation:
         height, width = img.shape[:2]
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * np.float32([width, height, width, height])
         labels = np.asarray(labels)
+        # Every draw first, in the order the literal parts make them, so both give the same result for a seed.
         photo = sample_photometric(self.rng)
-        expand = sample_expand(self.rng, width, height)
-        if expand is None:
-            expand = ExpandParams(width, height, 0, 0)
-        else:
-            boxes += np.float32([expand.left, expand.top, expand.left, expand.top])
+        expand = sample_expand(self.rng, width, height) or ExpandParams(width, height, 0, 0)
+        boxes += np.float32([expand.left, expand.top, expand.left, expand.top])
         rect, _ = sample_crop(self.rng, expand.width, expand.height, boxes)
         if rect is None:
             rect = np.array([0, 0, expand.width, expand.height])
@@ -322,21 +320,29 @@ class SSDAugmentation:
             boxes, labels = crop_boxes(boxes, labels, rect)
         mirror = sample_mirror(self.rng)
 
+        image = self._render(img, photo, expand, rect, mirror)
+        crop_w, crop_h = float(rect[2] - rect[0]), float(rect[3] - rect[1])
+        if mirror:
+            boxes[:, 0::2] = crop_w - boxes[:, 2::-2]
+        boxes /= np.float32([crop_w, crop_h, crop_w, crop_h])
+        return (image, *_keep_valid(boxes, labels))
+
+    def _render(
+        self, img: np.ndarray, photo: PhotometricParams, expand: ExpandParams, rect: np.ndarray, mirror: bool
+    ) -> np.ndarray:
+        """The output image ``[size, size, 3]`` float32, BGR minus mean, for the drawn parameters."""
         order = photo.channel_order or (0, 1, 2)
-        # The channel swap is applied after the resize (it commutes with it), so the canvas is filled with the
-        # mean swapped back; the swap and the mean subtraction then run as one cv2.transform on 300×300.
+        # The channel swap commutes with the resize, so it comes last, on size×size pixels, fused with the mean
+        # subtraction into one cv2.transform; the canvas is therefore filled with the mean swapped back.
         fill = np.empty(3, dtype=np.float32)
         fill[list(order)] = self.mean
         resized = cv2.resize(_render_crop(img, photo, expand, rect, fill), (self.size, self.size))
-        crop_w, crop_h = float(rect[2] - rect[0]), float(rect[3] - rect[1])
-        if mirror:
+        if mirror:  # also commutes with the resize
             resized = cv2.flip(resized, 1)
-            boxes[:, 0::2] = crop_w - boxes[:, 2::-2]
         swap_and_centre = np.zeros((3, 4), dtype=np.float32)
         swap_and_centre[np.arange(3), list(order)] = 1.0
         swap_and_centre[:, 3] = -self.mean
-        boxes /= np.float32([crop_w, crop_h, crop_w, crop_h])
-        return (cv2.transform(resized, swap_and_centre), *_keep_valid(boxes, labels))
+        return cv2.transform(resized, swap_and_centre)
 
 
 def _render_crop(
@@ -491,19 +497,19 @@ class SubtractMeans:
 # ---------------------------------------------------------------------------------------- DataLoader workers
 
 
-def _find_reseedable(dataset: object, depth: int = 0) -> list[object]:
-    """Transforms with a ``reseed`` method inside a dataset, looking through Subset/ConcatDataset wrappers."""
+def _find_augmentations(dataset: object, depth: int = 0) -> list[SSDAugmentation]:
+    """The SSDAugmentation transforms of a dataset, looking through Subset/ConcatDataset-style wrappers."""
     if depth > 8:
         return []
     found = []
     transform = getattr(dataset, "transform", None)
-    if callable(getattr(transform, "reseed", None)):
+    if isinstance(transform, SSDAugmentation):
         found.append(transform)
     inner = getattr(dataset, "dataset", None)
     if inner is not None:
-        found += _find_reseedable(inner, depth + 1)
+        found += _find_augmentations(inner, depth + 1)
     for part in getattr(dataset, "datasets", ()) or ():
-        found += _find_reseedable(part, depth + 1)
+        found += _find_augmentations(part, depth + 1)
     return found
 
 
@@ -517,5 +523,5 @@ def worker_init_fn(worker_id: int) -> None:
     info = torch.utils.data.get_worker_info()
     if info is None:  # called outside a worker: nothing to do
         return
-    for transform in _find_reseedable(info.dataset):
+    for transform in _find_augmentations(info.dataset):
         transform.reseed(info.seed)

@@ -255,3 +255,13 @@ def test_worker_init_fn_gives_each_worker_its_own_reproducible_stream() -> None:
 def test_worker_init_fn_outside_workers_is_harmless() -> None:
     worker_init_fn(0)
     assert math.isfinite(float(SSDAugmentation(rng=0).rng.random()))
+
+
+def test_worker_init_fn_looks_through_wrappers(monkeypatch) -> None:
+    inner = [_Draws(), _Draws()]
+    wrapped = torch.utils.data.Subset(torch.utils.data.ConcatDataset(inner), [0, 9])
+    info = type("Info", (), {"dataset": wrapped, "seed": 123})()
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: info)
+    worker_init_fn(0)
+    expected = np.random.default_rng(123).random()
+    assert [d.transform.rng.random() for d in inner] == [expected, expected]
