@@ -15,18 +15,15 @@ the end, ``ssd{size}_{dataset}_last.ckpt`` (everything needed to continue exactl
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import signal
 import sys
-import threading
 import time
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from types import FrameType
 from typing import Any
 
 import torch
@@ -42,6 +39,7 @@ from utils.cli import dataset_class_names, read_class_names, str2bool
 from utils.lr_scheduler import WarmupMultiStepLR
 from utils.train_data import EpochIndexedDataset, SeededTransform, batches_per_epoch, iterate_batches
 from utils.train_log import TrainLog, plot_loss
+from utils.train_runtime import Runtime, StopRequest, parameter_digest, setup_runtime, shared_seed, stop_agreed
 from utils.train_state import atomic_save, capture_rng_state, restore_rng_state
 from utils.visdom_plot import VisdomLossPlot
 
@@ -183,74 +181,6 @@ def check_args(args: argparse.Namespace, world_size: int) -> None:
         raise TrainError("--cuda true but CUDA is not available on this machine")
     if args.classes is not None and args.dataset != "VOC":
         raise TrainError("--classes applies to VOC-layout datasets; COCO has its 80 classes")
-
-
-# ----------------------------------------------------------------------------------------------- processes
-
-
-@dataclass
-class Runtime:
-    """Where this process runs: its rank among ``world_size`` processes and its device."""
-
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_runtime(cuda: bool) -> Runtime:
-    """Join the process group when launched by torchrun (RANK/WORLD_SIZE set): NCCL on CUDA, gloo on the CPU."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if cuda:
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo", rank=rank, world_size=world_size)
-    return Runtime(device=device, rank=rank, world_size=world_size, local_rank=local_rank)
-
-
-def shared_seed(seed: int | None, rt: Runtime) -> int:
-    """``seed``, or one drawn on rank 0 and shared, so every rank shuffles the same way."""
-    value = [seed if seed is not None else int.from_bytes(os.urandom(4), "little") >> 1]
-    if rt.distributed:
-        dist.broadcast_object_list(value, src=0)
-    return int(value[0])
-
-
-class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step; a second signal interrupts at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
 
 
 # ----------------------------------------------------------------------------------------------- model & data
@@ -478,15 +408,6 @@ def train_step(s: Session, criterion: nn.Module, images: Tensor, targets: list[T
     return StepResult(loss_l_v / n, loss_c_v / n, nonfinite == 0)
 
 
-def stop_agreed(rt: Runtime, requested: bool) -> bool:
-    """True when a stop was requested on any rank (a signal may reach only some of them)."""
-    if not rt.distributed:
-        return requested
-    flag = torch.tensor([1.0 if requested else 0.0], device=rt.device)
-    dist.all_reduce(flag)
-    return bool(flag.item() > 0)
-
-
 def run_loop(s: Session, batches: Iterator[Any], criterion: nn.Module, stop: StopRequest) -> None:
     """Train from ``s.iteration`` to ``--max_iter``, logging, plotting and saving on the way."""
     args, rt = s.args, s.rt
@@ -573,15 +494,6 @@ def _say(rt: Runtime, message: str) -> None:
     if rt.is_main:
         tqdm.write(message, file=sys.stdout)
         sys.stdout.flush()
-
-
-def parameter_digest(net: nn.Module) -> str:
-    """SHA-256 of every state_dict tensor's bytes (to show that DDP ranks hold identical models)."""
-    h = hashlib.sha256()
-    for key, value in sorted(net.state_dict().items()):
-        h.update(key.encode())
-        h.update(value.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def check_ranks_agree(s: Session) -> None:

@@ -137,6 +137,14 @@ def test_batch_larger_than_the_dataset_is_one_clear_line(voc_root, tmp_path, cap
     assert "fewer than one batch" in _one_error_line(capsys)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_clear_line(voc_root, tmp_path, capsys) -> None:
+    argv = _argv(voc_root, tmp_path / "w", "--max_iter", "1")
+    argv[argv.index("--cuda") + 1] = "true"
+    assert train.main(argv) == 2
+    assert "CUDA is not available" in _one_error_line(capsys)
+
+
 def test_a_class_missing_from_the_classes_file_is_one_clear_line(voc_root, tmp_path, capsys) -> None:
     classes = tmp_path / "classes.txt"
     classes.write_text("car\n")
@@ -246,6 +254,14 @@ def test_a_checkpoint_for_other_classes_names_the_keys(voc_root, tmp_path, capsy
     assert train.main(_argv(voc_root, tmp_path / "w", "--max_iter", "1", "--resume", str(other))) == 2
     line = _one_error_line(capsys)
     assert str(other) in line and "conf.0.weight" in line
+
+
+def test_bf16_autocast_trains(voc_root, tmp_path) -> None:
+    folder = tmp_path / "w"
+    assert train.main(_argv(voc_root, folder, "--max_iter", "1", "--amp", "bf16")) == 0
+    assert all(math.isfinite(v) for pair in _losses(folder) for v in pair)
+    state = torch.load(folder / "ssd300_VOC_1.pth", weights_only=True)
+    assert state["vgg.0.weight"].dtype == torch.float32
 
 
 # ----------------------------------------------------------------------------------------------- robustness
