@@ -227,7 +227,7 @@ def build_dataset(args: argparse.Namespace, class_names: list[str], seed: int) -
     transform = SeededTransform(partial(SSDAugmentation, args.size, MEANS), seed)
     try:
         base = _open_dataset(args, class_names, transform)
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
+    except (OSError, ValueError, RuntimeError, KeyError, ImportError) as err:
         raise TrainError(f"cannot open the {args.dataset} dataset at {args.dataset_root}: {err}") from err
     if len(base) == 0:
         raise TrainError(f"the {args.dataset} image sets {args.image_sets} under {args.dataset_root} list no images")
@@ -561,10 +561,27 @@ def build_session(
             scaler.load_state_dict(meta["scaler"])
         s.iteration = int(meta["iteration"])
         restore_rng_state(meta["rng"])
+        apply_solver_args(s)
     else:
         s.iteration = args.start_iter
         scheduler.jump_to(args.start_iter)
     return s
+
+
+def apply_solver_args(s: Session) -> None:
+    """Make the solver flags win over the restored optimizer/scheduler state (``--resume X.ckpt --lr 1e-4``).
+
+    Without such flags the values equal the checkpoint's and the rate is the same closed form, so an exact
+    resume stays exact.
+    """
+    args, scheduler = s.args, s.scheduler
+    scheduler.base_lrs = [float(args.lr)] * len(s.optimizer.param_groups)
+    scheduler.milestones = sorted(int(m) for m in args.lr_steps)
+    scheduler.gamma = float(args.gamma)
+    scheduler.warmup_iters = int(args.warmup)
+    for group in s.optimizer.param_groups:
+        group["momentum"], group["weight_decay"] = args.momentum, args.weight_decay
+    scheduler.jump_to(s.iteration)
 
 
 def _wrap_ddp(net: nn.Module, args: argparse.Namespace, rt: Runtime) -> nn.Module:

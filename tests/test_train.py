@@ -231,6 +231,8 @@ def test_a_full_checkpoint_resumes_with_its_own_args(voc_root, tmp_path) -> None
     log = read_log(str(folder / "train_log.csv"))
     assert log["iter"] == [1, 2] and log["lr"] == [5e-4, 5e-4]
     assert torch.load(ckpt, weights_only=True)["args"]["seed"] == 3
+    assert train.main(["--resume", ckpt, "--max_iter", "3", "--lr", "1e-5", "--num_workers", "0"]) == 0
+    assert read_log(str(folder / "train_log.csv"))["lr"] == [5e-4, 5e-4, 1e-5]
 
 
 def test_a_state_dict_resume_loads_weights_and_starts_at_start_iter(voc_root, tmp_path) -> None:
