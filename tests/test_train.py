@@ -310,6 +310,36 @@ def test_sigterm_saves_both_files_for_the_current_iteration(voc_root, tmp_path, 
     assert signal.getsignal(signal.SIGTERM) is handler
 
 
+@pytest.mark.slow
+def test_ctrl_c_from_outside_saves_and_exits_cleanly(voc_root, tmp_path) -> None:
+    """A real SIGINT to a training process with a DataLoader worker: both files for the iteration it reached."""
+    folder = tmp_path / "w"
+    argv = _argv(voc_root, folder, "--max_iter", "1000")
+    argv[argv.index("--num_workers") + 1] = "1"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *argv],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("iter "):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    reached = int(out.split("stopped by SIGINT at iteration ")[1].split(";")[0])
+    assert reached >= 1
+    assert (folder / f"ssd300_VOC_{reached}.pth").is_file()
+    _check_checkpoint(str(folder / "ssd300_VOC_last.ckpt"), reached)
+
+
 def _loss_with_nan_at(calls: set[int]) -> type:
     class NanLoss(train.MultiBoxLoss):
         count = 0
