@@ -403,7 +403,9 @@ def train_step(s: Session, criterion: nn.Module, images: Tensor, targets: list[T
             nn.utils.clip_grad_norm_(s.net.parameters(), args.clip_grad)
         s.scaler.step(s.optimizer)
         s.scaler.update()
-    s.scheduler.step()
+    # The rate is a closed form of the iteration: move it on whether or not the optimizer stepped (a skipped
+    # step, or fp16 overflow), without the scheduler's "step() before optimizer.step()" warning.
+    s.scheduler.jump_to(s.scheduler.last_epoch + 1)
     n = rt.world_size
     return StepResult(loss_l_v / n, loss_c_v / n, nonfinite == 0)
 
