@@ -137,6 +137,35 @@ def test_batch_larger_than_the_dataset_is_one_clear_line(voc_root, tmp_path, cap
     assert "fewer than one batch" in _one_error_line(capsys)
 
 
+def _write_tiny_coco(root) -> None:
+    """Two 120x100 images in ``root/images/train2014`` with one "person" box each, as pycocotools reads them."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    (root / "images" / "train2014").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    images, annotations = [], []
+    for i in (1, 2):
+        name = f"COCO_train2014_{i:012d}.jpg"
+        cv2.imwrite(str(root / "images" / "train2014" / name), np.full((100, 120, 3), 60 * i, np.uint8))
+        images.append({"id": i, "width": 120, "height": 100, "file_name": name})
+        bbox = [10 * i, 20, 50, 40]
+        annotations.append({"id": i, "image_id": i, "category_id": 1, "bbox": bbox, "iscrowd": 0, "area": 2000})
+    content = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "person"}]}
+    (root / "annotations" / "instances_train2014.json").write_text(json.dumps(content))
+
+
+def test_coco_trains_an_81_class_model(tmp_path) -> None:
+    root, folder = tmp_path / "coco", tmp_path / "w"
+    _write_tiny_coco(root)
+    assert train.main(_argv(str(root), folder, "--dataset", "COCO", "--max_iter", "1")) == 0
+    ckpt = torch.load(folder / "ssd300_COCO_last.ckpt", weights_only=True)
+    assert (ckpt["num_classes"], ckpt["config"], len(ckpt["class_names"])) == (81, "COCO", 80)
+    assert ckpt["args"]["image_sets"] == "train2014" and (folder / "ssd300_COCO_1.pth").is_file()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_a_gpu_is_one_clear_line(voc_root, tmp_path, capsys) -> None:
     argv = _argv(voc_root, tmp_path / "w", "--max_iter", "1")
