@@ -1,0 +1,368 @@
+"""What the speed benchmark runs: models, inputs and targets, and one callable per (case, implementation).
+
+Both detectors see the same images: ``images`` (Tensor[B, 3, 300, 300], RGB in [0, 1]). Our SSD takes them as
+``images * 255 - MEANS`` (RGB order); torchvision's ``ssd300_vgg16`` normalises them itself with the same numbers
+(mean (0.48235, 0.45882, 0.40784) and std 1/255), so both raw networks get the very same input tensor.
+
+Realistic scores: with random weights the softmax over 21 classes is close to uniform (~0.048 each), so every one
+of the 8,732 priors of every class would pass the 0.01 threshold and post-processing would time a case that never
+happens. :func:`calibrate_background` therefore adds, for each model, one constant to the background logit of
+every conf conv (its bias), found by bisection so that on average ``target`` (prior, class) pairs per image pass
+the threshold -- tens to hundreds, as with a trained detector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models.detection import ssd300_vgg16
+from torchvision.ops import box_iou
+
+from benchmarks.classic import classic_multibox_loss
+from data.config import MEANS, voc
+from layers import MultiBoxLoss, PriorBox
+from layers.box_utils import match_batch
+from layers.modules.multibox_loss import pad_targets
+from ssd import SSD, build_ssd
+
+SIZE = 300
+NUM_CLASSES = 21
+CONF_THRESH, NMS_THRESH, TOP_K = 0.01, 0.45, 200
+FEATURE_MAPS = (38, 19, 10, 5, 3, 1)
+RGB_MEANS = tuple(float(m) for m in reversed(MEANS))
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Switches applied to both implementations alike."""
+
+    device: torch.device
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    compile_mode: str = "default"
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return AMP_DTYPES[self.amp]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the chosen precision, or nothing for "none"."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+# ----------------------------------------------------------------------------------------- inputs and targets
+
+
+def make_images(batch: int, device: torch.device, seed: int = 0) -> Tensor:
+    """Tensor[B, 3, 300, 300]: seeded RGB images in [0, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, SIZE, SIZE, generator=gen).to(device)
+
+
+def normalise(images: Tensor, settings: Settings) -> Tensor:
+    """images (Tensor[B, 3, H, W]) in [0, 1] -> our network input, ``images * 255 - MEANS`` (RGB)."""
+    means = torch.tensor(RGB_MEANS, device=images.device).view(1, 3, 1, 1)
+    return (images * 255.0 - means).contiguous(memory_format=settings.memory_format())
+
+
+def make_targets(batch: int, device: torch.device, seed: int = 0, max_boxes: int = 10) -> list[Tensor]:
+    """B tensors ``[n_i, 5]`` (x1, y1, x2, y2, label) relative to the image: 1..max_boxes boxes of 5-80% side,
+    labels 0..19, seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    targets = []
+    for _ in range(batch):
+        n = int(torch.randint(1, max_boxes + 1, (1,), generator=gen))
+        wh = 0.05 + 0.75 * torch.rand(n, 2, generator=gen)
+        top_left = (1.0 - wh) * torch.rand(n, 2, generator=gen)
+        labels = torch.randint(0, NUM_CLASSES - 1, (n, 1), generator=gen).float()
+        targets.append(torch.cat((top_left, top_left + wh, labels), 1).to(device))
+    return targets
+
+
+def torchvision_targets(targets: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+    """Our targets as torchvision wants them: boxes in pixels of the 300x300 image, labels 1..20."""
+    return [{"boxes": t[:, :4] * SIZE, "labels": t[:, 4].long() + 1} for t in targets]
+
+
+# ------------------------------------------------------------------------------------------------- models
+
+
+def build_ours(phase: str, settings: Settings, seed: int = 0) -> SSD:
+    """Our SSD300 (random weights, seeded) on the device, in train or eval mode as ``phase`` says."""
+    torch.manual_seed(seed)
+    net = build_ssd(phase, SIZE, NUM_CLASSES, top_k=TOP_K, conf_thresh=CONF_THRESH, nms_thresh=NMS_THRESH)
+    net = net.to(settings.device, memory_format=settings.memory_format())
+    net.train(phase == "train")
+    return net
+
+
+def build_torchvision(train: bool, settings: Settings, seed: int = 0) -> nn.Module:
+    """torchvision's ssd300_vgg16 (random weights, seeded, 21 classes), post-processing set to our test settings:
+    score 0.01, NMS 0.45, 200 candidates per class (its default is 400); it keeps 200 detections per image."""
+    torch.manual_seed(seed)
+    model = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=NUM_CLASSES, topk_candidates=TOP_K)
+    model.score_thresh, model.nms_thresh = CONF_THRESH, NMS_THRESH
+    model = model.to(settings.device, memory_format=settings.memory_format())
+    model.train(train)
+    return model
+
+
+def compile_networks(ours: SSD, tv: nn.Module, settings: Settings) -> None:
+    """``torch.compile`` the raw networks in place (our ``predict``; torchvision's backbone and head); the
+    post-processing, loss and torchvision's transform stay eager. No-op unless ``settings.compile``."""
+    if not settings.compile:
+        return
+    ours.predict = torch.compile(ours.predict, mode=settings.compile_mode)
+    tv.backbone = torch.compile(tv.backbone, mode=settings.compile_mode)
+    tv.head = torch.compile(tv.head, mode=settings.compile_mode)
+
+
+def torchvision_raw(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
+    """torchvision's raw network (backbone + head) on normalised input x (Tensor[B, 3, 300, 300])
+    -> bbox_regression (Tensor[B, P, 4]), cls_logits (Tensor[B, P, C])."""
+    return model.head(list(model.backbone(x).values()))
+
+
+def torchvision_anchors(model: nn.Module, images: Tensor) -> list[Tensor]:
+    """torchvision's default boxes for a batch of 300x300 images: B tensors ``[P, 4]`` (x1, y1, x2, y2) in
+    pixels. The generator reads only the feature maps' sizes, so empty maps of SSD300's sizes stand in."""
+    from torchvision.models.detection.image_list import ImageList
+
+    features = [images.new_zeros(1, 1, f, f) for f in FEATURE_MAPS]
+    anchors = model.anchor_generator(ImageList(images[:1], [(SIZE, SIZE)]), features)[0]
+    return [anchors] * images.shape[0]
+
+
+def default_priors(device: torch.device) -> Tensor:
+    """SSD300's VOC priors (Tensor[8732, 4], center-size) on ``device``."""
+    return PriorBox(voc).forward().to(device)
+
+
+def conf_convs(model: nn.Module) -> list[nn.Conv2d]:
+    """The class-score convs of our SSD or of torchvision's (both lay channels out as anchor * C + class)."""
+    if isinstance(model, SSD):
+        return list(model.conf)
+    return list(model.head.classification_head.module_list)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "_orig_mod", model)
+
+
+# --------------------------------------------------------------------------------------- realistic scores
+
+
+def candidates_per_image(logits: Tensor, background_shift: float = 0.0, thresh: float = CONF_THRESH) -> float:
+    """Mean number of (prior, non-background class) pairs per image whose softmax score exceeds ``thresh``.
+
+    Args:
+        logits (Tensor[B, P, C]): class logits; ``background_shift`` is added to class 0 first.
+    """
+    shifted = logits.float().clone()
+    shifted[..., 0] += background_shift
+    return float((F.softmax(shifted, dim=-1)[..., 1:] > thresh).sum()) / logits.shape[0]
+
+
+def background_shift_for(logits: Tensor, target: float, steps: int = 40) -> float:
+    """The background-logit shift (bisection) that leaves about ``target`` candidates per image above 0.01.
+
+    Args:
+        logits (Tensor[B, P, C]): class logits of a calibration batch.
+    """
+    low, high = 0.0, 1.0
+    while candidates_per_image(logits, high) > target and high < 1e4:
+        low, high = high, high * 2
+    for _ in range(steps):
+        mid = (low + high) / 2
+        low, high = (mid, high) if candidates_per_image(logits, mid) > target else (low, mid)
+    return high
+
+
+@torch.no_grad()
+def calibrate_background(model: nn.Module, logits: Tensor, target: float) -> float:
+    """Add the shift of :func:`background_shift_for` to the background bias of every conf conv of ``model``.
+
+    Args:
+        logits (Tensor[B, P, C]): the model's class logits on the calibration batch.
+    Returns:
+        the shift added.
+    """
+    shift = background_shift_for(logits, target)
+    for conv in conf_convs(_unwrap(model)):
+        conv.bias[0::NUM_CLASSES] += shift  # channel a * C + 0 is anchor a's background
+    return shift
+
+
+# ------------------------------------------------------------------------------------- one call per case
+
+
+def raw_fns(ours: SSD, tv: nn.Module, x: Tensor, settings: Settings) -> dict[str, Callable[[], Any]]:
+    """(a) the raw networks on the normalised batch."""
+
+    @torch.inference_mode()
+    def run_ours() -> Any:
+        with settings.autocast():
+            return ours.predict(x)
+
+    @torch.inference_mode()
+    def run_tv() -> Any:
+        with settings.autocast():
+            return torchvision_raw(tv, x)
+
+    return {"ours": run_ours, "torchvision": run_tv}
+
+
+def end_to_end_fns(ours: SSD, tv: nn.Module, images: Tensor, settings: Settings) -> dict[str, Callable[[], Any]]:
+    """(b) images in [0, 1] -> detections: ours normalise + network + Detect; torchvision its whole eval
+    forward (transform, network, anchors, per-image post-processing)."""
+    image_list = list(images)
+
+    @torch.inference_mode()
+    def run_ours() -> Tensor:
+        with settings.autocast():
+            return ours(normalise(images, settings))
+
+    @torch.inference_mode()
+    def run_tv() -> Any:
+        with settings.autocast():
+            return tv(image_list)
+
+    return {"ours": run_ours, "torchvision": run_tv}
+
+
+def postprocess_fns(ours: SSD, tv: nn.Module, images: Tensor, settings: Settings) -> dict[str, Callable[[], Any]]:
+    """Post-processing alone on precomputed network outputs: our softmax + Detect; torchvision's
+    softmax + postprocess_detections + transform.postprocess."""
+    x = normalise(images, settings)
+    with torch.inference_mode(), settings.autocast():
+        loc, conf = ours.predict(x)
+        head = torchvision_raw(tv, x)
+    anchors = torchvision_anchors(tv, x)
+    sizes = [(SIZE, SIZE)] * images.shape[0]
+
+    @torch.inference_mode()
+    def run_ours() -> Tensor:
+        with settings.autocast():
+            return ours.detect(loc, F.softmax(conf.float(), dim=-1), ours.priors)
+
+    @torch.inference_mode()
+    def run_tv() -> Any:
+        with settings.autocast():  # as in its forward: torchvision's NMS casts to float32 under autocast only
+            detections = tv.postprocess_detections(head, anchors, sizes)
+            return tv.transform.postprocess(detections, sizes, sizes)
+
+    return {"ours": run_ours, "torchvision": run_tv}
+
+
+def train_fns(
+    ours: SSD, tv: nn.Module, images: Tensor, targets: list[Tensor], settings: Settings
+) -> dict[str, Callable[[], Any]]:
+    """(c) one SGD step (lr 1e-3, momentum 0.9, weight decay 5e-4): forward, loss with matching, backward, step."""
+    x = normalise(images, settings)
+    image_list, tv_targets = list(images), torchvision_targets(targets)
+    criterion = MultiBoxLoss(NUM_CLASSES, 0.5, True, 0, True, 3, 0.5, False)
+    steps = {}
+    for name, model in (("ours", ours), ("torchvision", tv)):
+        steps[name] = (
+            torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4),
+            torch.amp.GradScaler(settings.device.type, enabled=settings.amp == "fp16"),
+        )
+
+    def step(name: str, loss_fn: Callable[[], Tensor]) -> Tensor:
+        optimizer, scaler = steps[name]
+        optimizer.zero_grad(set_to_none=True)
+        with settings.autocast():
+            loss = loss_fn()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.detach()
+
+    def ours_loss() -> Tensor:
+        loss_l, loss_c = criterion(ours(x), targets)
+        return loss_l + loss_c
+
+    def tv_loss() -> Tensor:
+        return sum(tv(image_list, tv_targets).values())
+
+    return {"ours": lambda: step("ours", ours_loss), "torchvision": lambda: step("torchvision", tv_loss)}
+
+
+def match_fns(tv: nn.Module, priors: Tensor, images: Tensor, targets: list[Tensor]) -> dict[str, Callable[[], Any]]:
+    """(d) target matching alone: ours ``match_batch`` on the padded batch (padding done once, outside);
+    torchvision's per-image loop (box_iou, SSDMatcher, encoding of the matched boxes, class targets)."""
+    truths, labels, valid = pad_targets(targets, len(targets), images.device)
+    anchors = torchvision_anchors(tv, images)
+    tv_targets = torchvision_targets(targets)
+
+    @torch.no_grad()
+    def run_ours() -> Any:
+        return match_batch(0.5, truths, labels, valid, priors, (0.1, 0.2))
+
+    @torch.no_grad()
+    def run_tv() -> Any:
+        return list(_torchvision_match(tv, anchors, tv_targets))
+
+    return {"ours": run_ours, "torchvision": run_tv}
+
+
+def _torchvision_match(
+    tv: nn.Module, anchors: list[Tensor], targets: list[dict[str, Tensor]]
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """torchvision SSD's matching, image by image, as its forward and compute_loss do it.
+
+    Yields:
+        per image: matched index per anchor (Tensor[P]), encoded foreground boxes (Tensor[F, 4]), class
+        targets (Tensor[P]).
+    """
+    for anchors_per_image, target in zip(anchors, targets):
+        matched = tv.proposal_matcher(box_iou(target["boxes"], anchors_per_image))
+        foreground = torch.where(matched >= 0)[0]
+        gt_index = matched[foreground]
+        regression = tv.box_coder.encode_single(target["boxes"][gt_index], anchors_per_image[foreground])
+        classes = torch.zeros_like(matched)
+        classes[foreground] = target["labels"][gt_index]
+        yield matched, regression, classes
+
+
+def loss_fns(
+    tv: nn.Module, priors: Tensor, images: Tensor, targets: list[Tensor], seed: int = 0
+) -> dict[str, Callable[[], Any]]:
+    """Matching + loss forward + backward on precomputed float32 network outputs that require grad: ours
+    (batched MultiBoxLoss), the classic per-image loop (:mod:`benchmarks.classic`), torchvision's matching +
+    compute_loss. The losses compute in float32 anyway, so no autocast here."""
+    batch, num_priors = images.shape[0], priors.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    loc = (0.5 * torch.randn(batch, num_priors, 4, generator=gen)).to(images.device).requires_grad_()
+    conf = torch.randn(batch, num_priors, NUM_CLASSES, generator=gen).to(images.device).requires_grad_()
+    criterion = MultiBoxLoss(NUM_CLASSES, 0.5, True, 0, True, 3, 0.5, False)
+    anchors = torchvision_anchors(tv, images)
+    tv_targets = torchvision_targets(targets)
+
+    def backward(loss_l: Tensor, loss_c: Tensor) -> None:
+        loc.grad = conf.grad = None
+        (loss_l + loss_c).backward()
+
+    def run_tv() -> None:
+        matched = [m for m, _, _ in _torchvision_match(tv, anchors, tv_targets)]
+        losses = tv.compute_loss(tv_targets, {"bbox_regression": loc, "cls_logits": conf}, anchors, matched)
+        backward(losses["bbox_regression"], losses["classification"])
+
+    return {
+        "ours": lambda: backward(*criterion((loc, conf, priors), targets)),
+        "classic": lambda: backward(*classic_multibox_loss((loc, conf, priors), targets)),
+        "torchvision": run_tv,
+    }

@@ -1,0 +1,95 @@
+"""ONNX export: onnxruntime reproduces PyTorch's decoded boxes and scores; the NumPy NMS step matches Detect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import nms as tv_nms
+
+from layers import Detect
+from layers.box_utils import decode
+from ssd import build_ssd
+from utils import export
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, str]:
+    """A seeded random SSD300 saved as a state_dict and exported through the command line."""
+    folder = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    net = build_ssd("test").eval()
+    weights = folder / "ssd300.pth"
+    torch.save(net.state_dict(), weights)
+    out = folder / "ssd300.onnx"
+    assert (
+        export.main(
+            ["--trained_model", str(weights), "--size", "300", "--format", "onnx", "--out", str(out), "--no-check"]
+        )
+        == 0
+    )
+    return net, str(out)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnxruntime_matches_pytorch_with_a_dynamic_batch(exported, batch: int) -> None:
+    net, path = exported
+    x = torch.rand(batch, 3, 300, 300, generator=torch.Generator().manual_seed(batch)) * 255 - 120
+    with torch.no_grad():
+        boxes, scores = export.DecodedSSD(net)(x)
+    ort_boxes, ort_scores = export.run_onnx(export.onnx_session(path), x.numpy())
+    assert ort_boxes.shape == (batch, 8732, 4) and ort_scores.shape == (batch, 8732, 21)
+    assert np.abs(ort_boxes - boxes.numpy()).max() <= 1e-4
+    assert np.abs(ort_scores - scores.numpy()).max() <= 1e-4
+    np.testing.assert_allclose(ort_scores.sum(-1), 1.0, atol=1e-5)
+
+
+def test_decoded_ssd_is_decode_of_predict_plus_softmax() -> None:
+    torch.manual_seed(1)
+    net = build_ssd("test").eval()
+    x = torch.randn(1, 3, 300, 300)
+    with torch.no_grad():
+        loc, conf = net.predict(x)
+        boxes, scores = export.DecodedSSD(net)(x)
+    torch.testing.assert_close(boxes, decode(loc, net.priors))
+    torch.testing.assert_close(scores, conf.softmax(-1))
+
+
+def test_nms_numpy_keeps_what_torchvision_keeps() -> None:
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(300, 2, generator=gen)
+    boxes = torch.cat((xy, xy + 0.05 + 0.3 * torch.rand(300, 2, generator=gen)), 1)
+    scores = torch.rand(300, generator=gen)
+    expected = tv_nms(boxes.double(), scores.double(), 0.45).numpy()
+    np.testing.assert_array_equal(export.nms_numpy(boxes.numpy(), scores.numpy(), 0.45), expected)
+
+
+def test_detections_from_outputs_equal_detect() -> None:
+    gen = torch.Generator().manual_seed(0)
+    batch, num_priors, num_classes, top_k = 2, 400, 4, 50
+    centres, sizes = torch.rand(num_priors, 2, generator=gen), 0.05 + 0.3 * torch.rand(num_priors, 2, generator=gen)
+    priors = torch.cat((centres, sizes), 1)
+    loc = 0.5 * torch.randn(batch, num_priors, 4, generator=gen)
+    probs = (3 * torch.randn(batch, num_priors, num_classes, generator=gen)).softmax(-1)
+    expected = Detect(num_classes, 0, top_k, 0.1, 0.45)(loc, probs, priors).numpy()
+    got = export.detections_from_outputs(decode(loc, priors).numpy(), probs.numpy(), 0.1, 0.45, top_k)
+    assert got.shape == expected.shape == (batch, num_classes, top_k, 5)
+    assert (expected[..., 0] > 0).sum() > 20  # a real test: many detections
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_detections_from_outputs_with_nothing_above_threshold() -> None:
+    scores = np.full((1, 10, 3), 1 / 3, dtype=np.float32)
+    out = export.detections_from_outputs(np.zeros((1, 10, 4), np.float32), scores, conf_thresh=0.5, top_k=5)
+    assert out.shape == (1, 3, 5, 5) and not out.any()
+
+
+def test_cli_fails_with_one_line_for_a_missing_file(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        export.main(["--trained_model", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "m.onnx")])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.pth" in err[0]
+    assert not (tmp_path / "m.onnx").exists()

@@ -1,0 +1,231 @@
+"""Export SSD for deployment: ONNX with the box decoding in the graph, and the one post-step (NMS) in NumPy.
+
+    python -m utils.export --trained_model weights/ssd300_mAP_77.43_v2.pth --size 300 --format onnx --out ssd300.onnx
+    python -m utils.export --trained_model none --num_classes 21 --out ssd300_random.onnx   # random weights
+
+The graph takes ``input [B, 3, size, size]`` (float32; RGB images minus MEANS, exactly what ``data.preprocess``
+makes; B is a dynamic axis) and returns
+
+- ``boxes [B, P, 4]``: decoded boxes (x1, y1, x2, y2) relative to the image (the priors are baked in),
+- ``scores [B, P, C]``: softmax class probabilities, class 0 = background.
+
+NMS is left out of the graph (ONNX NonMaxSuppression differs between runtimes and would fix the output layout);
+:func:`detections_from_outputs` turns the two outputs into the ``[B, C, top_k, 5]`` detections that
+``layers.Detect`` returns, with the same rules (per class: scores above ``conf_thresh``, the ``top_k`` best, NMS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from layers.box_utils import decode
+
+OPSET = 17
+FORMATS = ("onnx",)
+
+
+class DecodedSSD(nn.Module):
+    """An SSD's raw network followed by box decoding and softmax: what the exported graph computes.
+
+    Args:
+        net: an ``ssd.SSD`` (either phase; only ``predict``, ``priors`` and ``cfg`` are used).
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.variance = tuple(float(v) for v in net.cfg["variance"])
+        self.register_buffer("priors", net.priors.detach().clone(), persistent=False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """
+        Args:
+            x (Tensor[B, 3, size, size]): RGB images minus MEANS.
+        Returns:
+            boxes (Tensor[B, P, 4]) relative (x1, y1, x2, y2); scores (Tensor[B, P, C]) softmax probabilities.
+        """
+        loc, conf = self.net.predict(x)
+        return decode(loc, self.priors, self.variance), F.softmax(conf.float(), dim=-1)
+
+
+def export_onnx(net: nn.Module, out: str | os.PathLike[str], opset: int = OPSET) -> str:
+    """Write ``net`` (an ``ssd.SSD``) with decoding and softmax as ONNX to ``out``, batch axis dynamic.
+
+    Returns:
+        the path written.
+    """
+    model = DecodedSSD(net).eval().cpu()
+    example = torch.zeros(2, 3, net.size, net.size)
+    out = os.fspath(out)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy exporter says it is legacy
+        torch.onnx.export(
+            model,
+            (example,),
+            out,
+            input_names=["input"],
+            output_names=["boxes", "scores"],
+            dynamic_axes={"input": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,  # the TorchScript exporter: fast, and needs no onnxscript
+        )
+    return out
+
+
+def onnx_session(path: str | os.PathLike[str], threads: int | None = None):  # -> onnxruntime.InferenceSession
+    """An onnxruntime CPU session for an exported model (``threads``: intra-op threads, default all)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x (ndarray[B, 3, size, size] float32) -> boxes (ndarray[B, P, 4]), scores (ndarray[B, P, C])."""
+    boxes, scores = session.run(["boxes", "scores"], {"input": np.ascontiguousarray(x, dtype=np.float32)})
+    return boxes, scores
+
+
+# ------------------------------------------------------------------------------------- the NMS post-step
+
+
+def nms_numpy(boxes: np.ndarray, scores: np.ndarray, overlap: float) -> np.ndarray:
+    """Greedy NMS, as ``torchvision.ops.nms``: a box is dropped when its IoU with a kept better box exceeds
+    ``overlap``.
+
+    Args:
+        boxes (ndarray[N, 4]): (x1, y1, x2, y2); scores (ndarray[N]).
+    Returns:
+        ndarray[K] int64: indices of the kept boxes, best first.
+    """
+    boxes = boxes.astype(np.float64)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:  # one pass per kept box: greedy NMS is sequential by nature
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        top_left = np.maximum(boxes[best, :2], boxes[rest, :2])
+        bottom_right = np.minimum(boxes[best, 2:], boxes[rest, 2:])
+        inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+        iou = inter / np.maximum(areas[best] + areas[rest] - inter, np.finfo(np.float64).tiny)
+        order = rest[iou <= overlap]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def detections_from_outputs(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    conf_thresh: float = 0.01,
+    nms_thresh: float = 0.45,
+    top_k: int = 200,
+    background: int = 0,
+) -> np.ndarray:
+    """The exported model's outputs -> detections laid out as ``layers.Detect`` returns them.
+
+    Per image and class: scores above ``conf_thresh``; the ``top_k`` best of those go through NMS (the cut
+    comes first); survivors fill the rows, best first. All (image, class) groups go through one NMS, shifted
+    apart so that boxes of different groups never overlap.
+
+    Args:
+        boxes (ndarray[B, P, 4]): decoded (x1, y1, x2, y2); scores (ndarray[B, P, C]): probabilities.
+    Returns:
+        ndarray[B, C, top_k, 5] float32: rows (score, x1, y1, x2, y2), zero where unused and for the background.
+    """
+    batch, _, num_classes = scores.shape
+    per_class = scores.transpose(0, 2, 1).copy()  # [B, C, P]
+    per_class[:, background] = 0.0
+    k = min(top_k, per_class.shape[2])
+    top_idx = np.argpartition(-per_class, k - 1, axis=2)[..., :k]
+    top_scores = np.take_along_axis(per_class, top_idx, axis=2)  # [B, C, k], unordered
+    b, c, j = np.nonzero(top_scores > conf_thresh)
+    out = np.zeros((batch, num_classes, top_k, 5), dtype=np.float32)
+    if b.size == 0:
+        return out
+    cand_boxes = boxes[b, top_idx[b, c, j]].astype(np.float64)
+    cand_scores = top_scores[b, c, j]
+    group = b * num_classes + c
+    span = cand_boxes.max() - cand_boxes.min() + 1.0
+    keep = nms_numpy(cand_boxes + (group * span)[:, None], cand_scores, nms_thresh)
+    keep = keep[np.argsort(group[keep], kind="stable")]  # by group, best first within a group
+    sorted_groups = group[keep]
+    rank = np.arange(keep.size) - np.searchsorted(sorted_groups, sorted_groups, side="left")
+    out[b[keep], c[keep], rank, 0] = cand_scores[keep]
+    out[b[keep], c[keep], rank, 1:] = cand_boxes[keep]
+    return out
+
+
+# --------------------------------------------------------------------------------------------- command line
+
+
+def _load_network(trained_model: str, size: int, num_classes: int | None) -> nn.Module:
+    """The SSD to export: weights from a file (via ``utils.checkpoint``), or random for ``none``."""
+    if trained_model.lower() == "none":
+        from ssd import build_ssd
+
+        return build_ssd("test", size=size, num_classes=num_classes or 21).eval()
+    from utils.checkpoint import load_model
+
+    return load_model(trained_model, phase="test", size=size, num_classes=num_classes)
+
+
+def check_against_torch(net: nn.Module, path: str, batch: int = 2, seed: int = 0) -> tuple[float, float]:
+    """Max abs difference of (boxes, scores) between onnxruntime and PyTorch on a seeded random batch."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 3, net.size, net.size, generator=gen) * 255 - 128
+    with torch.no_grad():
+        ref_boxes, ref_scores = DecodedSSD(net).eval()(x)
+    boxes, scores = run_onnx(onnx_session(path), x.numpy())
+    return float(np.abs(boxes - ref_boxes.numpy()).max()), float(np.abs(scores - ref_scores.numpy()).max())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export SSD (network + box decoding + softmax) for deployment.")
+    parser.add_argument("--trained_model", required=True, help="weights file, or 'none' for random weights")
+    parser.add_argument("--size", type=int, default=300, choices=(300, 512))
+    parser.add_argument("--num_classes", type=int, default=None, help="default: from the weights (21 for none)")
+    parser.add_argument("--format", default="onnx", choices=FORMATS)
+    parser.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    parser.add_argument("--opset", type=int, default=OPSET)
+    parser.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compare onnxruntime with PyTorch on a random batch of 2 and print the difference",
+    )
+    args = parser.parse_args(argv)
+    if args.opset < OPSET:
+        parser.error(f"--opset must be at least {OPSET}, got {args.opset}")
+
+    from utils.checkpoint import CheckpointError
+    from utils.cli import fail
+
+    try:
+        net = _load_network(args.trained_model, args.size, args.num_classes)
+    except (CheckpointError, ValueError) as exc:
+        fail("export", str(exc))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    export_onnx(net, args.out, args.opset)
+    print(
+        f"wrote {args.out}: input [B,3,{args.size},{args.size}] -> boxes [B,{net.priors.shape[0]},4], "
+        f"scores [B,{net.priors.shape[0]},{net.num_classes}]"
+    )
+    if args.check:
+        box_diff, score_diff = check_against_torch(net, args.out)
+        print(f"onnxruntime vs PyTorch, max abs diff: boxes {box_diff:.2e}, scores {score_diff:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
