@@ -6,6 +6,7 @@ visdom is imported only when a plot is made, so training never depends on it. A 
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
@@ -74,6 +75,9 @@ class VisdomLossPlot:
 def _connect(server: str, port: int, env: str, timeout: float) -> Any:
     """A visdom client that raises on connection errors and gives up after ``timeout`` seconds per request."""
     import visdom
+
+    # The client logs a warning per session and about the (unused) incoming socket; keep training output clean.
+    logging.getLogger("visdom").setLevel(logging.ERROR)
 
     class _Client(visdom.Visdom):
         def _handle_post(self, url: str, data: Any = None) -> str:
