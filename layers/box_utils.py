@@ -79,15 +79,17 @@ def batched_jaccard(box_a: Tensor, box_b: Tensor) -> Tensor:
         Tensor[B, N, M]: float32 IoU; 0 where both boxes are empty.
     """
     box_a = _upcast(box_a)
-    box_b = _upcast(box_b).expand(box_a.shape[0], -1, -1) if box_b.dim() == 2 else _upcast(box_b)
-    top_left = torch.max(box_a[:, :, None, :2], box_b[:, None, :, :2])
-    bottom_right = torch.min(box_a[:, :, None, 2:], box_b[:, None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = ((box_a[..., 2] - box_a[..., 0]) * (box_a[..., 3] - box_a[..., 1]))[:, :, None]
-    area_b = ((box_b[..., 2] - box_b[..., 0]) * (box_b[..., 3] - box_b[..., 1]))[:, None, :]
-    union = area_a + area_b - inter
-    return inter / union.clamp(min=torch.finfo(torch.float32).tiny)
+    box_b = _upcast(box_b)
+    if box_b.dim() == 2:
+        box_b = box_b[None]
+    # Separate contiguous coordinate planes: broadcasting strided [..., :2] slices makes [B, N, M, 2] temporaries.
+    ax1, ay1, ax2, ay2 = (c[..., None] for c in box_a.unbind(-1))  # [B, N, 1]
+    bx1, by1, bx2, by2 = (c.contiguous()[:, None] for c in box_b.unbind(-1))  # [B or 1, 1, M]
+    # In-place steps: on the CPU, fresh [B, N, M] buffers cost as much as the arithmetic.
+    inter = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
+    inter.mul_(torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0))  # [B, N, M]
+    union = torch.add((ax2 - ax1) * (ay2 - ay1), (bx2 - bx1) * (by2 - by1)).sub_(inter)
+    return inter.div_(union.clamp_(min=torch.finfo(torch.float32).tiny))
 
 
 def encode(matched: Tensor, priors: Tensor, variances: Sequence[float] = (0.1, 0.2)) -> Tensor:
@@ -160,8 +162,9 @@ def match_batch(
     batch, num_truths = labels.shape
     truths = _upcast(truths)
     valid = valid & (truths[..., 2] > truths[..., 0]) & (truths[..., 3] > truths[..., 1])
+    # Padding rows are (-1, -1, -1, -1) and degenerate truths have no area: their IoU with every prior is 0, so
+    # they never beat a real truth's overlap, and the forcing below leaves them out.
     overlaps = batched_jaccard(truths, point_form(_upcast(priors)))  # [B, N, P]
-    overlaps = overlaps.masked_fill(~valid[..., None], -1.0)
 
     best_prior_idx = overlaps.argmax(dim=2)  # [B, N]
     best_truth_overlap, best_truth_idx = overlaps.max(dim=1)  # [B, P]

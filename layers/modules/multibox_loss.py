@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,9 @@ class MultiBoxLoss(nn.Module):
         self.neg_overlap = neg_overlap
         self.use_gpu = use_gpu
         self.variance = tuple(variance)
+        # Host tensors: index the chosen rows (a host read is free there, and it skips most of the work);
+        # CUDA tensors: masks over all rows, so the step never waits on the device. None: choose by device.
+        self.select_rows: bool | None = None
 
     def forward(self, predictions: tuple[Tensor, Tensor, Tensor], targets: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """
@@ -69,34 +72,63 @@ class MultiBoxLoss(nn.Module):
         pos = conf_t > 0  # [B, P]
         num_pos = pos.sum(dim=1)  # [B]
 
-        loss_l = F.smooth_l1_loss(loc_data.float(), loc_t, reduction="none").sum(dim=2)
-        loss_l = (loss_l * pos).sum()
-
-        num_classes = conf_data.shape[2]
-        ce = F.cross_entropy(conf_data.reshape(-1, num_classes).float(), conf_t.reshape(-1), reduction="none")
-        ce = ce.view_as(conf_t)  # [B, P]
-        neg = hard_negative_mask(ce.detach(), pos, num_pos * self.negpos_ratio)
-        loss_c = (ce * (pos | neg)).sum()
+        select = self.select_rows if self.select_rows is not None else not conf_data.is_cuda
+        loss_l = masked_loss(_smooth_l1, loc_data, loc_t, pos, select)
+        with torch.no_grad():
+            log_p = F.log_softmax(conf_data.detach().float(), dim=2)  # one fused pass; logsumexp is slower
+            mining = -log_p.gather(2, conf_t[..., None]).squeeze(2)  # [B, P]: the classic lse(x) - x[target]
+        neg = hard_negative_mask(mining, pos, num_pos * self.negpos_ratio, exact_k=select)
+        loss_c = masked_loss(_cross_entropy, conf_data, conf_t, pos | neg, select)
 
         total_pos = num_pos.sum().clamp(min=1).float()
         return loss_l / total_pos, loss_c / total_pos
 
 
-def hard_negative_mask(loss: Tensor, pos: Tensor, num_neg: Tensor) -> Tensor:
+def hard_negative_mask(loss: Tensor, pos: Tensor, num_neg: Tensor, exact_k: bool = False) -> Tensor:
     """Per image, the ``num_neg`` non-positive priors with the highest loss (at most P - 1).
 
     Args:
         loss (Tensor[B, P]): per-prior classification loss.
         pos (Tensor[B, P] bool): positive priors, never chosen.
         num_neg (Tensor[B]): negatives wanted per image.
+        exact_k: read the largest ``num_neg`` on the host and take a top-k of that size instead of sorting
+            every prior (faster on the CPU; a device sync on CUDA).
     Returns:
         Tensor[B, P] bool.
     """
     loss = loss.masked_fill(pos, float("-inf"))
-    order = loss.argsort(dim=1, descending=True)
-    rank = order.argsort(dim=1)
     num_neg = num_neg.clamp(max=pos.shape[1] - 1)
-    return rank < num_neg[:, None]
+    k = int(num_neg.max()) if exact_k else loss.shape[1]
+    order = loss.topk(k, dim=1).indices if exact_k else loss.argsort(dim=1, descending=True)  # [B, k]
+    chosen = torch.arange(k, device=loss.device)[None] < num_neg[:, None]  # the first num_neg of each row
+    return torch.zeros_like(pos).scatter_(1, order, chosen)
+
+
+def masked_loss(
+    per_row: Callable[[Tensor, Tensor], Tensor], pred: Tensor, target: Tensor, chosen: Tensor, select_rows: bool
+) -> Tensor:
+    """Sum of a per-prior loss over the chosen priors, in float32.
+
+    Args:
+        per_row: maps (pred [..., D], target [...] or [..., D]) to the loss of each row, shape [...].
+        pred (Tensor[B, P, D]), target (Tensor[B, P] or Tensor[B, P, D]), chosen (Tensor[B, P] bool).
+        select_rows: index the chosen rows (few) rather than weigh all rows by the mask (no host read).
+    Returns:
+        scalar Tensor.
+    """
+    if select_rows:
+        rows = chosen.nonzero(as_tuple=True)
+        return per_row(pred[rows].float(), target[rows]).sum()
+    return (per_row(pred.float(), target) * chosen).sum()
+
+
+def _smooth_l1(pred: Tensor, target: Tensor) -> Tensor:
+    return F.smooth_l1_loss(pred, target, reduction="none").sum(dim=-1)
+
+
+def _cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
+    return flat.view(target.shape)
 
 
 def pad_targets(targets: Sequence[Tensor], batch: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:

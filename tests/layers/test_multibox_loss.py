@@ -101,3 +101,31 @@ def test_real_model_sized_case_mines_per_image_and_backpropagates():
     loc_touched = (loc.grad.abs().sum(2) > 0).sum(1)
     assert (touched == 4 * loc_touched).all()
     assert (loc_touched > 0).all()
+
+
+def test_topk_mining_equals_full_sort_mining():
+    torch.manual_seed(3)
+    loss = torch.rand(4, 50)
+    pos = torch.rand(4, 50) < 0.1
+    pos[3] = False  # an image without positives
+    num_neg = pos.sum(1) * 3
+    assert torch.equal(hard_negative_mask(loss, pos, num_neg), hard_negative_mask(loss, pos, num_neg, exact_k=True))
+
+
+def test_row_selection_and_masking_give_the_same_loss_and_gradients():
+    priors = PriorBox(voc).forward()
+    torch.manual_seed(1)
+    loc = torch.randn(3, priors.shape[0], 4)
+    conf = torch.randn(3, priors.shape[0], 21)
+    targets = [torch.tensor([[0.1, 0.1, 0.5, 0.6, 4.0]]), torch.zeros(0, 5), torch.tensor([[0.3, 0.2, 0.9, 0.8, 7.0]])]
+    results = []
+    for select in (True, False):
+        criterion = MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False)
+        criterion.select_rows = select
+        c = conf.clone().requires_grad_()
+        loss_l, loss_c = criterion((loc, c, priors), targets)
+        loss_c.backward()
+        results.append((loss_l, loss_c, c.grad))
+    assert torch.allclose(results[0][0], results[1][0])
+    assert torch.allclose(results[0][1], results[1][1], rtol=1e-5)
+    assert torch.allclose(results[0][2], results[1][2], atol=1e-7)
