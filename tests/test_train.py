@@ -79,8 +79,9 @@ def test_coco_and_batch_norm_defaults() -> None:
         "train2014",
     )
     bn = _parse("--batch_norm", "true")
-    assert (bn.batch_norm, bn.lr, bn.warmup, bn.clip_grad, bn.basenet) == (True, 2e-3, 300, 10.0, "none")
-    assert _parse("--batch_norm", "true", "--lr", "1e-3", "--clip_grad", "0").lr == 1e-3
+    assert (bn.batch_norm, bn.lr, bn.warmup, bn.clip_grad, bn.basenet) == (True, 1e-3, 300, 0.0, "none")
+    overridden = _parse("--batch_norm", "true", "--lr", "2e-3", "--warmup", "0", "--clip_grad", "10")
+    assert (overridden.lr, overridden.warmup, overridden.clip_grad) == (2e-3, 0, 10.0)
     assert _parse("--batch_norm", "false", "--visdom", "True").visdom is True
 
 
