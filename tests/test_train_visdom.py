@@ -29,7 +29,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def visdom_port(tmp_path_factory):
-    """A visdom server on a free loopback port (started the way that works offline, see DEVELOPERS.md)."""
+    """A visdom server on a free loopback port, started through run_server.main (`python -m visdom.server` would
+    first try to download its JavaScript, which fails offline)."""
     port = _free_port()
     env_path = tmp_path_factory.mktemp("visdom_env")
     code = (
