@@ -64,44 +64,76 @@ class Detect(nn.Module):
         """
         with torch.autocast(device_type=loc_data.device.type, enabled=False):
             boxes = decode(loc_data.float(), prior_data.float(), self.variance)  # [B, P, 4]
-            scores = conf_data.float().transpose(1, 2).clone()  # [B, C, P]
-        scores[:, self.background_label] = 0.0
-        k = min(self.top_k, scores.shape[2])
-        top_scores, top_idx = scores.topk(k, dim=2)  # [B, C, k], best first
-        candidate = top_scores > self.conf_thresh
-        num_cls = scores.shape[1]
-        top_boxes = boxes[:, None].expand(-1, num_cls, -1, -1).gather(2, top_idx[..., None].expand(-1, -1, -1, 4))
+            scores = conf_data.float()  # [B, P, C]
+        batch, _, num_cls = scores.shape
+        # Threshold first: a trained model leaves tens to hundreds of candidates per image out of P * C.
+        candidate = scores > self.conf_thresh
+        candidate[..., self.background_label] = False
+        b, p, c = candidate.nonzero(as_tuple=True)
+        cand_scores = scores[b, p, c]
+        group = b * num_cls + c
 
-        kept = candidate & _suppressed_mask(top_boxes, top_scores, candidate, self.nms_thresh)
-        rows = _compact(torch.cat((top_scores[..., None], top_boxes), dim=3), kept)  # [B, C, k, 5]
+        order = _sort_by_group_then_score(group, cand_scores)
+        b, p, c, group, cand_scores = b[order], p[order], c[order], group[order], cand_scores[order]
+        in_top_k = _rank_in_group(group) < self.top_k  # the cut comes before suppression
+        b, p, c, group, cand_scores = b[in_top_k], p[in_top_k], c[in_top_k], group[in_top_k], cand_scores[in_top_k]
+        cand_boxes = boxes[b, p]  # [K, 4]
+
+        survivors = _batched_nms_mask(cand_boxes, cand_scores, group, self.nms_thresh)
+        b, c, group, cand_scores, cand_boxes = (t[survivors] for t in (b, c, group, cand_scores, cand_boxes))
+        rows = scores.new_zeros(batch, num_cls, self.top_k, 5)
+        rows[b, c, _rank_in_group(group)] = torch.cat((cand_scores[:, None], cand_boxes), dim=1)
         if self.keep_top_k is not None:
             rows = _keep_best_per_image(rows, self.keep_top_k)
-        if k < self.top_k:
-            rows = nn.functional.pad(rows, (0, 0, 0, self.top_k - k))
         return rows
 
 
-def _suppressed_mask(boxes: Tensor, scores: Tensor, candidate: Tensor, nms_thresh: float) -> Tensor:
-    """Which candidates survive NMS within their own (image, class) group.
+def _sort_by_group_then_score(group: Tensor, scores: Tensor) -> Tensor:
+    """Permutation sorting candidates by group ascending, then score descending (ties keep their order).
 
     Args:
-        boxes (Tensor[B, C, k, 4]), scores (Tensor[B, C, k]), candidate (Tensor[B, C, k] bool).
+        group (Tensor[K] int64), scores (Tensor[K] float32 in [0, 1]).
     Returns:
-        Tensor[B, C, k] bool: True for the survivors.
+        Tensor[K] int64.
     """
-    flat_index = candidate.flatten().nonzero().squeeze(1)
-    survivors = torch.zeros(candidate.numel(), dtype=torch.bool, device=candidate.device)
-    if flat_index.numel() == 0:
-        return survivors.view_as(candidate)
-    k = candidate.shape[2]
-    group = torch.div(flat_index, k, rounding_mode="floor")
-    # float64 keeps the shifted coordinates as exact as the originals, however many groups there are.
-    cand_boxes = boxes.reshape(-1, 4)[flat_index].double()
-    span = (cand_boxes.max() - cand_boxes.min()) + 1.0
-    shifted = cand_boxes + (group.double() * span)[:, None]
-    keep = tv_nms(shifted, scores.flatten()[flat_index].double(), nms_thresh)
-    survivors[flat_index[keep]] = True
-    return survivors.view_as(candidate)
+    # Groups are 2 apart and scores lie in [0, 1], so one float64 key (exact for float32 scores) orders both.
+    key = group.double() * 2 - scores.double()
+    return key.argsort(stable=True)
+
+
+def _rank_in_group(group: Tensor) -> Tensor:
+    """Position of each element within its run of equal ``group`` values (``group`` sorted).
+
+    Args:
+        group (Tensor[K] int64), sorted.
+    Returns:
+        Tensor[K] int64: 0 for the first of each group, 1 for the next, ...
+    """
+    position = torch.arange(group.numel(), device=group.device)
+    is_first = torch.ones_like(group, dtype=torch.bool)
+    is_first[1:] = group[1:] != group[:-1]
+    first = torch.where(is_first, position, 0).cummax(dim=0).values
+    return position - first
+
+
+def _batched_nms_mask(boxes: Tensor, scores: Tensor, group: Tensor, nms_thresh: float) -> Tensor:
+    """Which boxes survive NMS within their own group, in one torchvision call.
+
+    Args:
+        boxes (Tensor[K, 4]), scores (Tensor[K]), group (Tensor[K] int64).
+    Returns:
+        Tensor[K] bool: True for the survivors.
+    """
+    survivors = torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
+    if boxes.numel() == 0:
+        return survivors
+    # Shift each group's boxes into a region of its own (batched_nms's trick); float64 keeps the shifted
+    # coordinates as exact as the originals, however many groups there are.
+    boxes64 = boxes.double()
+    span = (boxes64.max() - boxes64.min()) + 1.0
+    shifted = boxes64 + (group.double() * span)[:, None]
+    survivors[tv_nms(shifted, scores.double(), nms_thresh)] = True
+    return survivors
 
 
 def _compact(rows: Tensor, keep: Tensor) -> Tensor:
