@@ -64,10 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def machine(device: str) -> dict[str, Any]:
-    info = {"platform": platform.platform(), "cpu_cores": os.cpu_count(), "torch": torch.__version__}
+    info = {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch": torch.__version__,
+    }
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
 
 
 def train_segment(common: Sequence[str], save_folder: str, stop_iter: int, resume: str | None) -> float:
