@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import workloads as W  # noqa: E402
-from benchmarks.timing import machine_info, median_ms, time_interleaved  # noqa: E402
+from benchmarks.timing import machine_info, median_ms, time_interleaved, write_json  # noqa: E402
 
 CASES = ("raw", "end_to_end", "postprocess", "train", "match", "loss", "onnx")
 LIGHT_CASES = ("postprocess", "match", "loss")  # no network: cheap, so timed more often
@@ -362,11 +361,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         verdict = "met" if check["met"] else "MISSED"
         print(f"target {check['target']}: {check['value']} (goal {check['goal']}) {verdict}")
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
-        print(f"wrote {args.out}")
+        write_json(result, args.out)
     return result
 
 

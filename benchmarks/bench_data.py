@@ -14,8 +14,6 @@ each worker count the script times whole epochs (``--images`` images; worker sta
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +27,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import machine_info  # noqa: E402
+from benchmarks.timing import machine_info, write_json  # noqa: E402
 from data import MEANS, VOCDetection, detection_collate  # noqa: E402
 from data.synthetic import make_voc_dataset  # noqa: E402
 from utils.augmentations import SSDAugmentation, worker_init_fn  # noqa: E402
@@ -114,11 +112,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             result["results"].append(measure(root, workers, args.batch_size, args.repeats))
     result["notes"] = list(args.note)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
-        print(f"wrote {args.out}")
+        write_json(result, args.out)
     return result
 
 

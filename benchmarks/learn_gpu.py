@@ -31,6 +31,7 @@ import torch  # noqa: E402
 
 import eval as eval_script  # noqa: E402
 import train as train_script  # noqa: E402
+from benchmarks.timing import cpu_model, write_json  # noqa: E402
 from data.synthetic import make_voc_dataset  # noqa: E402
 
 # The recipe measured on an H100 in issue 6 (BN model, 0.90 mAP after 172 s): lr 2e-3, 300 warm-up steps, gradient
@@ -73,14 +74,6 @@ def machine(device: str) -> dict[str, Any]:
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def train_segment(common: Sequence[str], save_folder: str, stop_iter: int, resume: str | None) -> float:
@@ -185,11 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "final_mAP": curve[-1]["mAP"] if curve else None,
         "median_img_per_s": mean_img_per_s(os.path.join(save_folder, "train_log.csv")),
     }
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
+    write_json(record, out)
     plot_curve(curve, f"SSD300 BN from scratch, {record['machine'].get('gpu', 'CPU')}", out.replace(".json", ".png"))
-    print(f"wrote {out}")
     return 0
 
 

@@ -7,6 +7,7 @@ synchronised before and after each call, so a call's time includes all the work 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -64,6 +65,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def write_json(record: Mapping[str, Any], path: str) -> None:
+    """Write a benchmark record to ``path`` (folders created), one JSON document with a final newline."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+    print(f"wrote {path}")
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
