@@ -142,7 +142,27 @@ def match_batch(
     priors: Tensor,
     variances: Sequence[float] = (0.1, 0.2),
 ) -> tuple[Tensor, Tensor]:
-    """Match priors to ground truth for a whole batch at once, with the classic rules.
+    """Match priors to ground truth for a whole batch at once, with the classic rules (see :func:`match_indices`).
+
+    Args:
+        threshold: IoU at or above which a prior is positive.
+        truths (Tensor[B, N, 4]): point-form ground truth, padded to N per image.
+        labels (Tensor[B, N]): class index of each truth (0-based, without background).
+        valid (Tensor[B, N] bool): which truths are real.
+        priors (Tensor[P, 4]): center-size priors.
+    Returns:
+        loc_t (Tensor[B, P, 4] float32): encoded offsets of each prior's truth.
+        conf_t (Tensor[B, P] int64): 0 for background, label + 1 otherwise.
+    """
+    truth_idx, conf_t = match_indices(threshold, truths, labels, valid, priors)
+    matched = _upcast(truths).gather(1, truth_idx[..., None].expand(-1, -1, 4))  # [B, P, 4]
+    return encode(matched, priors, variances), conf_t
+
+
+def match_indices(
+    threshold: float, truths: Tensor, labels: Tensor, valid: Tensor, priors: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Which truth each prior takes, and its class target; the classic rules, for a whole batch at once.
 
     Every prior takes the truth it overlaps most; then each truth's best prior is forced to that truth (in
     truth order, so when two truths share a best prior the later one wins) whatever its IoU; other priors
@@ -156,7 +176,7 @@ def match_batch(
         valid (Tensor[B, N] bool): which truths are real.
         priors (Tensor[P, 4]): center-size priors.
     Returns:
-        loc_t (Tensor[B, P, 4] float32): encoded offsets of each prior's truth.
+        truth_idx (Tensor[B, P] int64): index into N of each prior's truth (meaningful where conf_t > 0).
         conf_t (Tensor[B, P] int64): 0 for background, label + 1 otherwise.
     """
     batch, num_truths = labels.shape
@@ -177,10 +197,9 @@ def match_batch(
     best_truth_idx = torch.where(is_forced, forced, best_truth_idx)
     best_truth_overlap = best_truth_overlap.masked_fill(is_forced, 2.0)
 
-    matched = truths.gather(1, best_truth_idx[..., None].expand(-1, -1, 4))  # [B, P, 4]
     conf_t = labels.long().gather(1, best_truth_idx) + 1
     conf_t = conf_t.masked_fill(best_truth_overlap < threshold, 0)
-    return encode(matched, priors, variances), conf_t
+    return best_truth_idx, conf_t
 
 
 def match(

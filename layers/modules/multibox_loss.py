@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
-from layers.box_utils import match_batch
+from layers.box_utils import encode, match_indices
 
 
 class MultiBoxLoss(nn.Module):
@@ -68,12 +68,12 @@ class MultiBoxLoss(nn.Module):
         loc_data, conf_data, priors = predictions
         truths, labels, valid = pad_targets(targets, loc_data.shape[0], loc_data.device)
         with torch.no_grad():
-            loc_t, conf_t = match_batch(self.threshold, truths, labels, valid, priors, self.variance)
+            truth_idx, conf_t = match_indices(self.threshold, truths, labels, valid, priors)
         pos = conf_t > 0  # [B, P]
         num_pos = pos.sum(dim=1)  # [B]
 
         select = self.select_rows if self.select_rows is not None else not conf_data.is_cuda
-        loss_l = masked_loss(_smooth_l1, loc_data, loc_t, pos, select)
+        loss_l = localization_loss(loc_data, truths, truth_idx, priors, pos, self.variance, select)
         with torch.no_grad():
             log_p = F.log_softmax(conf_data.detach().float(), dim=2)  # one fused pass; logsumexp is slower
             mining = -log_p.gather(2, conf_t[..., None]).squeeze(2)  # [B, P]: the classic lse(x) - x[target]
@@ -102,6 +102,32 @@ def hard_negative_mask(loss: Tensor, pos: Tensor, num_neg: Tensor, exact_k: bool
     order = loss.topk(k, dim=1).indices if exact_k else loss.argsort(dim=1, descending=True)  # [B, k]
     chosen = torch.arange(k, device=loss.device)[None] < num_neg[:, None]  # the first num_neg of each row
     return torch.zeros_like(pos).scatter_(1, order, chosen)
+
+
+def localization_loss(
+    loc: Tensor,
+    truths: Tensor,
+    truth_idx: Tensor,
+    priors: Tensor,
+    pos: Tensor,
+    variances: Sequence[float],
+    select_rows: bool,
+) -> Tensor:
+    """Summed Smooth L1 between the predicted offsets of the positive priors and their encoded truths.
+
+    Args:
+        loc (Tensor[B, P, 4]), truths (Tensor[B, N, 4] point form), truth_idx (Tensor[B, P]): each prior's truth,
+        priors (Tensor[P, 4]), pos (Tensor[B, P] bool).
+        select_rows: encode and compare the positive rows only (needs a host read) rather than all rows.
+    Returns:
+        scalar float32 Tensor.
+    """
+    if select_rows:
+        b, p = pos.nonzero(as_tuple=True)
+        target = encode(truths[b, truth_idx[b, p]], priors[p], variances)  # [K, 4]
+        return _smooth_l1(loc[b, p].float(), target).sum()
+    matched = truths.gather(1, truth_idx[..., None].expand(-1, -1, 4))  # [B, P, 4]
+    return masked_loss(_smooth_l1, loc, encode(matched, priors, variances), pos, select_rows=False)
 
 
 def masked_loss(
