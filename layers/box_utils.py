@@ -142,14 +142,12 @@ def match_batch(
     priors: Tensor,
     variances: Sequence[float] = (0.1, 0.2),
 ) -> tuple[Tensor, Tensor]:
-    """Match priors to ground truth for a whole batch at once, with the classic rules (see :func:`match_indices`).
+    """Match priors to ground truth for a whole batch at once and encode each prior's truth.
 
     Args:
-        threshold: IoU at or above which a prior is positive.
-        truths (Tensor[B, N, 4]): point-form ground truth, padded to N per image.
-        labels (Tensor[B, N]): class index of each truth (0-based, without background).
-        valid (Tensor[B, N] bool): which truths are real.
-        priors (Tensor[P, 4]): center-size priors.
+        threshold, truths (Tensor[B, N, 4]), labels (Tensor[B, N]), valid (Tensor[B, N]), priors (Tensor[P, 4]):
+            as :func:`match_indices`, which states the matching rules.
+        variances: the (center, size) encoding variances.
     Returns:
         loc_t (Tensor[B, P, 4] float32): encoded offsets of each prior's truth.
         conf_t (Tensor[B, P] int64): 0 for background, label + 1 otherwise.
