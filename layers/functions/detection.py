@@ -80,11 +80,12 @@ class Detect(nn.Module):
         cand_boxes = boxes[b, p]  # [K, 4]
 
         survivors = _batched_nms_mask(cand_boxes, cand_scores, group, self.nms_thresh)
+        if self.keep_top_k is not None:
+            kept = survivors.nonzero().squeeze(1)
+            survivors[kept] = _best_per_image(b[kept], cand_scores[kept], self.keep_top_k)
         b, c, group, cand_scores, cand_boxes = (t[survivors] for t in (b, c, group, cand_scores, cand_boxes))
         rows = scores.new_zeros(batch, num_cls, self.top_k, 5)
         rows[b, c, _rank_in_group(group)] = torch.cat((cand_scores[:, None], cand_boxes), dim=1)
-        if self.keep_top_k is not None:
-            rows = _keep_best_per_image(rows, self.keep_top_k)
         return rows
 
 
@@ -116,6 +117,20 @@ def _rank_in_group(group: Tensor) -> Tensor:
     return position - first
 
 
+def _best_per_image(image: Tensor, scores: Tensor, keep_top_k: int) -> Tensor:
+    """Which detections are among the ``keep_top_k`` best of their image, across classes.
+
+    Args:
+        image (Tensor[K] int64): image index of each detection; scores (Tensor[K]).
+    Returns:
+        Tensor[K] bool.
+    """
+    order = _sort_by_group_then_score(image, scores)
+    best = torch.zeros_like(image, dtype=torch.bool)
+    best[order] = _rank_in_group(image[order]) < keep_top_k
+    return best
+
+
 def _batched_nms_mask(boxes: Tensor, scores: Tensor, group: Tensor, nms_thresh: float) -> Tensor:
     """Which boxes survive NMS within their own group, in one torchvision call.
 
@@ -134,35 +149,3 @@ def _batched_nms_mask(boxes: Tensor, scores: Tensor, group: Tensor, nms_thresh: 
     shifted = boxes64 + (group.double() * span)[:, None]
     survivors[tv_nms(shifted, scores.double(), nms_thresh)] = True
     return survivors
-
-
-def _compact(rows: Tensor, keep: Tensor) -> Tensor:
-    """Move the kept rows of each group to the front, in their order, and zero the rest.
-
-    Args:
-        rows (Tensor[B, C, k, D]), keep (Tensor[B, C, k] bool).
-    Returns:
-        Tensor[B, C, k, D].
-    """
-    k = rows.shape[2]
-    target = torch.where(keep, keep.long().cumsum(dim=2) - 1, k)  # dropped rows go to a spare slot k
-    out = rows.new_zeros(rows.shape[0], rows.shape[1], k + 1, rows.shape[3])
-    out.scatter_(2, target[..., None].expand_as(rows), rows)
-    return out[:, :, :k]
-
-
-def _keep_best_per_image(rows: Tensor, keep_top_k: int) -> Tensor:
-    """Zero all but the ``keep_top_k`` best rows of each image (across classes), then re-compact.
-
-    Args:
-        rows (Tensor[B, C, k, 5]): per-class detections, unused rows zero.
-    Returns:
-        Tensor[B, C, k, 5].
-    """
-    batch, num_cls, k, _ = rows.shape
-    flat_scores = rows[..., 0].reshape(batch, -1)
-    n = min(keep_top_k, flat_scores.shape[1])
-    best = flat_scores.topk(n, dim=1).indices
-    keep = torch.zeros_like(flat_scores, dtype=torch.bool).scatter_(1, best, True)
-    keep &= flat_scores > 0
-    return _compact(rows, keep.view(batch, num_cls, k))
