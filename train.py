@@ -36,12 +36,12 @@ from layers import MultiBoxLoss
 from ssd import build_ssd
 from utils.checkpoint import CheckpointError, fit_report, read_checkpoint
 from utils.cli import dataset_class_names, read_class_names, str2bool
-from utils.lr_scheduler import WarmupMultiStepLR
-from utils.train_data import EpochIndexedDataset, SeededTransform, batches_per_epoch, iterate_batches
-from utils.train_log import TrainLog, plot_loss
-from utils.train_runtime import Runtime, StopRequest, parameter_digest, setup_runtime, shared_seed, stop_agreed
-from utils.train_state import atomic_save, capture_rng_state, restore_rng_state
-from utils.visdom_plot import VisdomLossPlot
+from utils.training.data import EpochIndexedDataset, SeededTransform, batches_per_epoch, iterate_batches
+from utils.training.log import TrainLog, plot_loss
+from utils.training.runtime import Runtime, StopRequest, parameter_digest, setup_runtime, shared_seed, stop_agreed
+from utils.training.schedule import WarmupMultiStepLR
+from utils.training.state import atomic_save, capture_rng_state, restore_rng_state
+from utils.training.visdom_plot import VisdomLossPlot
 
 PROG = "train.py"
 DEFAULT_BASENET = os.path.join("weights", "vgg16_reducedfc.pth")

@@ -32,7 +32,7 @@ from data.synthetic import make_voc_dataset  # noqa: E402
 from layers import MultiBoxLoss  # noqa: E402
 from ssd import build_ssd  # noqa: E402
 from utils.cli import str2bool  # noqa: E402
-from utils.lr_scheduler import WarmupMultiStepLR  # noqa: E402
+from utils.training.schedule import WarmupMultiStepLR  # noqa: E402
 
 
 def parse_configs(text: str) -> list[tuple[float, int, float]]:

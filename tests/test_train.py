@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import train
-from utils.train_log import read_log
+from utils.training.log import read_log
 
 pytestmark = pytest.mark.filterwarnings("ignore:--basenet none:UserWarning")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

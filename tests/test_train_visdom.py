@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import train
-from utils.visdom_plot import LOSS_WINDOW, VisdomLossPlot
+from utils.training.visdom_plot import LOSS_WINDOW, VisdomLossPlot
 
 pytest.importorskip("visdom", reason="the visdom package is not installed (pip install visdom)")
 

@@ -1,1 +1,3 @@
-"""Augmentation, inference and checkpoint helpers shared by the scripts."""
+"""Everything around the model: training/ (the engine behind train.py), evaluation/ (metrics and the inference loop
+eval.py and validation share), augmentations (the data pipeline), checkpoint/inference/export (the public inference
+API), cli (conventions the scripts share)."""

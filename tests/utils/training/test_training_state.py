@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from utils.train_state import atomic_save, capture_rng_state, restore_rng_state
+from utils.training.state import atomic_save, capture_rng_state, restore_rng_state
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def test_atomic_save_replaces_the_file(tmp_path) -> None:
@@ -49,7 +49,7 @@ def test_a_process_killed_mid_write_leaves_the_previous_checkpoint_intact(tmp_pa
     path = str(tmp_path / "ssd300_VOC_last.ckpt")
     script = textwrap.dedent(f"""
         import os, torch
-        from utils.train_state import atomic_save
+        from utils.training.state import atomic_save
         atomic_save({{"iteration": 1, "w": torch.ones(1000)}}, {path!r})
         real_save = torch.save
         def dying_save(obj, f, *a, **k):

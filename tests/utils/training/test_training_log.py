@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from utils.train_log import COLUMNS, TrainLog, plot_loss, read_log
+from utils.training.log import COLUMNS, TrainLog, plot_loss, read_log
 
 
 def test_rows_hold_exact_values(tmp_path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.train_data import (
+from utils.training.data import (
     EpochBatchSampler,
     EpochIndexedDataset,
     SeededTransform,

@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from utils.lr_scheduler import WarmupMultiStepLR
+from utils.training.schedule import WarmupMultiStepLR
 
 
 def _optimizer(lr: float = 1e-3) -> torch.optim.SGD:
