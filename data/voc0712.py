@@ -37,7 +37,8 @@ def load_class_names(path: str | os.PathLike) -> list[str]:
     """Class names from a text file, one per line, in label order; blank lines and surrounding spaces ignored.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: no names, or a name repeated (ignoring case) — with line numbers.
+        FileNotFoundError: no such file. ValueError: no names, a name repeated (ignoring case), or ``background`` /
+        ``__background__`` listed — with line numbers.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -49,6 +50,8 @@ def load_class_names(path: str | os.PathLike) -> list[str]:
         name = line.strip()
         if not name:
             continue
+        if name.lower() in ("background", "__background__"):
+            raise ValueError(f"{path}:{line_no}: {name!r} is implicit (class 0): list only the object classes")
         if name.lower() in first_line:
             raise ValueError(f"{path}:{line_no}: class {name!r} repeats line {first_line[name.lower()]}")
         first_line[name.lower()] = line_no
@@ -82,6 +85,38 @@ def _number(text: str | None, what: str, source: str) -> float:
     return value
 
 
+def read_voc_xml(path: str | os.PathLike) -> ET.Element:
+    """The root of a VOC annotation file; FileNotFoundError / ValueError naming the file."""
+    try:
+        return ET.parse(path).getroot()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"annotation not found: {path}") from None
+    except ET.ParseError as err:
+        raise ValueError(f"{path}: not valid XML ({err})") from None
+
+
+def voc_objects(xml_root: ET.Element, source: str = "annotation") -> list[tuple[str, tuple[float, ...], bool]]:
+    """Every ``<object>`` of a VOC annotation as ``(name, (xmin, ymin, xmax, ymax), difficult)``, as written.
+
+    Coordinates are 1-based pixels. Raises ValueError naming ``source`` and the object: no ``<name>``, no
+    ``<bndbox>``, a missing or non-numeric coordinate, a ``<difficult>`` other than 0 or 1.
+    """
+    objects = []
+    for k, obj in enumerate(xml_root.iter("object")):
+        name = (obj.findtext("name") or "").strip()
+        if not name:
+            raise ValueError(f"{source}: object {k} has no <name>")
+        difficult = _number(obj.findtext("difficult") or "0", f"object {k} ({name}) <difficult>", source)
+        if difficult not in (0.0, 1.0):
+            raise ValueError(f"{source}: object {k} ({name}) <difficult> is {difficult:g}, expected 0 or 1")
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            raise ValueError(f"{source}: object {k} ({name}) has no <bndbox>")
+        box = tuple(_number(bndbox.findtext(tag), f"object {k} ({name}) <{tag}>", source) for tag in _CORNERS)
+        objects.append((name, box, difficult == 1.0))
+    return objects
+
+
 def parse_voc_objects(
     xml_root: ET.Element, class_to_ind: Mapping[str, int], source: str = "annotation"
 ) -> list[tuple[tuple[float, float, float, float], int, bool]]:
@@ -90,14 +125,10 @@ def parse_voc_objects(
     Coordinates are as written (1-based pixels). ``class_to_ind`` maps lower-case names to labels.
 
     Raises:
-        ValueError naming ``source`` and the object: no ``<name>``, a name not in the class list, no ``<bndbox>``,
-        a missing or non-numeric coordinate, a ``<difficult>`` that is not an integer.
+        ValueError naming ``source`` and the object: what :func:`voc_objects` rejects, or a name not in the class list.
     """
     objects = []
-    for k, obj in enumerate(xml_root.iter("object")):
-        name = (obj.findtext("name") or "").strip()
-        if not name:
-            raise ValueError(f"{source}: object {k} has no <name>")
+    for k, (name, box, difficult) in enumerate(voc_objects(xml_root, source)):
         label = class_to_ind.get(name.lower())
         if label is None:
             known = ", ".join(sorted(class_to_ind)[:8])
@@ -105,11 +136,6 @@ def parse_voc_objects(
                 f"{source}: object {k} has class {name!r}, which is not in the class list of {len(class_to_ind)} "
                 f"({known}{', ...' if len(class_to_ind) > 8 else ''}); give the right list with --classes"
             )
-        difficult = int(_number(obj.findtext("difficult") or "0", f"object {k} <difficult>", source)) == 1
-        bndbox = obj.find("bndbox")
-        if bndbox is None:
-            raise ValueError(f"{source}: object {k} ({name}) has no <bndbox>")
-        box = tuple(_number(bndbox.findtext(tag), f"object {k} ({name}) <{tag}>", source) for tag in _CORNERS)
         objects.append((box, label, difficult))
     return objects
 
@@ -266,12 +292,7 @@ class VOCDetection(DetectionDataset):
 
     def _read_xml(self, index: int) -> tuple[ET.Element, str]:
         path = self._annopath % self.ids[index]
-        try:
-            return ET.parse(path).getroot(), path
-        except FileNotFoundError:
-            raise FileNotFoundError(f"annotation not found: {path}") from None
-        except ET.ParseError as err:
-            raise ValueError(f"{path}: not valid XML ({err})") from None
+        return read_voc_xml(path), path
 
     def pull_image(self, index: int) -> np.ndarray:
         """The image as read, BGR uint8 ``[H, W, 3]``. Raises FileNotFoundError/ValueError naming the file."""
@@ -295,18 +316,41 @@ class VOCDetection(DetectionDataset):
         ymax < ymin, like any unreadable annotation, raises ValueError naming the file, so that evaluation never
         loses ground truth silently.
         """
-        xml_root, xml_path = self._read_xml(index)
         transform = self.target_transform
         if not isinstance(transform, VOCAnnotationTransform):
-            return self.ids[index][1], transform(xml_root, 1, 1)  # the classic call
-        rows = []
-        for k, (box, label, difficult) in enumerate(parse_voc_objects(xml_root, transform.class_to_ind, xml_path)):
-            if difficult and not transform.keep_difficult:
-                continue
+            return self.ids[index][1], transform(self._read_xml(index)[0], 1, 1)  # the classic call
+        boxes, labels, difficult = self.pull_objects(index)
+        keep = np.ones_like(difficult) if transform.keep_difficult else ~difficult
+        rows = np.hstack((boxes[keep] - 1.0, labels[keep, None].astype(np.float64)))
+        return self.ids[index][1], rows.tolist()
+
+    def pull_objects(
+        self, index: int, image_size: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every object of image ``index``, difficult ones included, as the VOC devkit reads them.
+
+        Args:
+            index: the image.
+            image_size: ``(width, height)`` of the picture, when read: a ``<size>`` that disagrees is an error.
+        Returns:
+            boxes ``float64 [n, 4]`` (x1, y1, x2, y2) in 1-based pixels as written, labels ``int64 [n]``,
+            difficult ``bool [n]``.
+        Raises:
+            FileNotFoundError / ValueError naming the file: what the training path rejects (see data/README.md),
+            and any box with xmax < xmin or ymax < ymin (training drops such a box; a metric must not).
+        """
+        xml_root, xml_path = self._read_xml(index)
+        if image_size is not None:
+            _check_size(xml_root, image_size[0], image_size[1], xml_path)
+        class_to_ind = getattr(self.target_transform, "class_to_ind", None) or _class_index(None)
+        objects = parse_voc_objects(xml_root, class_to_ind, xml_path)
+        for k, (box, _, _) in enumerate(objects):
             if box[2] < box[0] or box[3] < box[1]:
                 raise ValueError(f"{xml_path}: object {k} has xmax < xmin or ymax < ymin: {box}")
-            rows.append([box[0] - 1, box[1] - 1, box[2] - 1, box[3] - 1, label])
-        return self.ids[index][1], rows
+        boxes = np.array([box for box, _, _ in objects], dtype=np.float64).reshape(-1, 4)
+        labels = np.array([label for _, label, _ in objects], dtype=np.int64)
+        difficult = np.array([hard for _, _, hard in objects], dtype=bool)
+        return boxes, labels, difficult
 
 
 def _check_size(xml_root: ET.Element, width: int, height: int, source: str) -> None:

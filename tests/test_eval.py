@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -139,18 +140,23 @@ def test_voc_eval_devkit_rules(tmp_path: Path, tiny_split: tuple[str, str]) -> N
     assert ev.voc_eval(detpath, annopath, imageset, "bird", cache)[2] is None
 
 
-def test_annotation_cache_keyed_by_split(tmp_path: Path, tiny_split: tuple[str, str]) -> None:
+def test_annotation_cache_keyed_by_split_and_file_times(tmp_path: Path, tiny_split: tuple[str, str]) -> None:
     annopath, imageset = tiny_split
     cache = tmp_path / "cache"
     first = ev.load_annotations(annopath, imageset, str(cache))
     assert first["c"][0] == {"name": "dog", "difficult": True, "bbox": [1.0, 1.0, 10.0, 10.0]}
     assert len(list(cache.iterdir())) == 1
-    (tmp_path / "Annotations" / "a.xml").write_text(_xml([]))  # the cache is what is read now
-    assert ev.load_annotations(annopath, imageset, str(cache)) == first
+    assert ev.load_annotations(annopath, imageset, str(cache)) == first  # unchanged files: the cache answers
+    assert len(list(cache.iterdir())) == 1
+    xml = tmp_path / "Annotations" / "a.xml"
+    xml.write_text(_xml([]))
+    os.utime(xml, ns=(xml.stat().st_atime_ns, xml.stat().st_mtime_ns + 10**9))  # an edit after the cache
+    edited = ev.load_annotations(annopath, imageset, str(cache))
+    assert edited["a"] == [] and edited["b"] == first["b"]
     other = tmp_path / "val.txt"
     other.write_text("a\n")
     assert ev.load_annotations(annopath, str(other), str(cache)) == {"a": []}
-    assert len(list(cache.iterdir())) == 2
+    assert len(list(cache.iterdir())) == 3
 
 
 def test_detection_in_unknown_image_is_an_error(tiny_split: tuple[str, str]) -> None:
@@ -242,7 +248,7 @@ def test_voc_oracle_scores_one(
     out = tmp_path / "eval"
     argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
     argv += ["--save_folder", str(out), "--num_workers", "0", "--batch_size", "1", "--use_07_metric", use_07]
-    argv += ["--cleanup", "false", "--cuda", "false"]
+    argv += ["--write_devkit_files", "true", "--cleanup", "false", "--cuda", "false"]
     assert ev.main(argv) == 0
 
     results = json.loads((out / "results.json").read_text())
@@ -255,7 +261,6 @@ def test_voc_oracle_scores_one(
     stdout = capsys.readouterr().out
     assert "AP for dog = 1.0000" in stdout and "Mean AP = 1.0000" in stdout
     assert (out / "pr_curves.png").stat().st_size > 0
-    assert len(list((out / "annotations_cache").iterdir())) == 1
     # devkit files: 1-based boxes; the whole-image person comes back as [1, 1, 90, 100]
     person = (out / "results" / "comp4_det_test_person.txt").read_text().split()
     assert person[:2] == ["b", "0.900000"]
@@ -305,7 +310,7 @@ def test_unknown_class_exits_clearly(
     classes.write_text("dog\ncat\n")
     argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
     err = _fail_line(capsys, argv + ["--save_folder", str(tmp_path / "out")])
-    assert "unknown class 'person'" in err and "b.xml" in err
+    assert "b.xml" in err and "class 'person'" in err and "not in the class list" in err
 
 
 def test_missing_checkpoint_exits_clearly(tmp_path: Path, voc_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -378,9 +383,9 @@ def test_coco_oracle_scores_one(
     dets = json.loads((out / "detections_val2014_ssd300_results.json").read_text())
     by_image = sorted((d["image_id"], d["category_id"], d["bbox"], d["score"]) for d in dets)
     assert by_image == [
-        (7, 13, pytest.approx([0.0, 0.0, 120.0, 160.0], abs=0.02), 0.8),
-        (42, 1, pytest.approx([10.0, 20.0, 60.0, 50.0], abs=0.02), 0.8),
-        (42, 90, pytest.approx([100.0, 30.0, 80.0, 100.0], abs=0.02), 0.8),
+        (7, 13, pytest.approx([0.0, 0.0, 120.0, 160.0], abs=0.02), pytest.approx(0.8)),
+        (42, 1, pytest.approx([10.0, 20.0, 60.0, 50.0], abs=0.02), pytest.approx(0.8)),
+        (42, 90, pytest.approx([100.0, 30.0, 80.0, 100.0], abs=0.02), pytest.approx(0.8)),
     ]
 
 
