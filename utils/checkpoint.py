@@ -1,4 +1,4 @@
-"""Reading SSD weights files and building the model that fits them.
+"""Reading SSD weights files, the model facts recorded beside them, and building the model that fits both.
 
 A weights file is any of:
 - a plain ``state_dict`` (what ``train.py`` saves as ``ssd{size}_{dataset}_{iter}.pth``, and the published
@@ -6,30 +6,277 @@ A weights file is any of:
 - a full training checkpoint, a dict whose ``"model"`` entry is the state_dict (``ssd{size}_{dataset}_last.ckpt``),
 - either of these saved from a ``DistributedDataParallel`` (``module.``) or ``torch.compile`` (``_orig_mod.``) model.
 
+Model facts (:class:`ModelFacts`: input size, BatchNorm, class names, the whole prior config) travel with the
+weights: in a sidecar ``<stem>.json`` beside ``<stem>.pth``, and under ``"model_facts"`` in a full checkpoint.
+:func:`resolve_facts` is the one place that decides which model a script runs: the recorded facts first (flags
+that contradict them are errors), else, for a bare classic ``.pth``, the dataset's priors and class list.
+
 Everything is read with ``weights_only=True`` on the CPU. Errors are :class:`CheckpointError`, whose message is one
 line naming the file, so scripts can print it and exit non-zero.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-from collections.abc import Mapping
+import pickle
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+from data.config import get_config
+from data.priors import prior_config_dict, prior_config_from_dict
+from utils.cli import resolve_class_names
 
 if TYPE_CHECKING:
     from ssd import SSD
 
 # number of loc/conf heads (sources) → input size
 _SIZE_BY_SOURCES: dict[int, int] = {6: 300, 7: 512}
+_SIZE_BY_SOURCES_INV: dict[int, int] = {size: maps for maps, size in _SIZE_BY_SOURCES.items()}
 _WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
 _MAX_LISTED = 16  # SSD512 with another num_classes mismatches 14 conf tensors: list them all
+_MAX_NAMES_SHOWN = 20  # the class list printed with the model description
+
+FACTS_FORMAT = "ssd-model"
+FACTS_VERSION = 1
+FACTS_KEY = "model_facts"  # where a full training checkpoint keeps them
+PRIOR_KEYS: tuple[str, ...] = (
+    "name", "min_dim", "feature_maps", "steps", "min_sizes", "max_sizes", "aspect_ratios", "variance", "clip",
+)  # fmt: skip
+_PER_MAP_KEYS = ("feature_maps", "steps", "min_sizes", "max_sizes", "aspect_ratios")
+_BACKGROUND_NAMES = ("background", "__background__")
+# the prior-config names of data.config → (dataset, size), for checkpoints that record only the name
+_KNOWN_CONFIGS: dict[str, tuple[str, int]] = {
+    "VOC": ("VOC", 300), "COCO": ("COCO", 300), "VOC512": ("VOC", 512), "COCO512": ("COCO", 512),
+}  # fmt: skip
 
 
 class CheckpointError(ValueError):
     """A weights file is missing, unreadable, or does not fit the requested model."""
+
+
+# ------------------------------------------------------------------------------------------ model facts
+
+
+class _FieldError(ValueError):
+    def __init__(self, name: str, expected: str, got: Any) -> None:
+        super().__init__(f"field {name!r}: expected {expected}, got {got!r}")
+
+
+def _prior_config(cfg: Any, size: int, dataset: str | None, source: str) -> Mapping[str, Any]:
+    """Validate a recorded prior config (``data.priors``) → a read-only mapping of ``PRIOR_KEYS``, tuples not lists.
+
+    ``name`` is the dataset config's ("VOC", "COCO512", …) when the priors equal it, "custom" otherwise.
+    """
+    if not isinstance(cfg, Mapping):
+        raise _FieldError("prior_config", "an object", cfg)
+    base_dataset = (dataset or _KNOWN_CONFIGS.get(str(cfg.get("name")), ("VOC",))[0]).upper()
+    base = get_config(base_dataset if base_dataset in ("VOC", "COCO") else "VOC", size)
+    full = prior_config_from_dict(cfg, base, f"{source}: prior_config")
+    return MappingProxyType({key: full[key] for key in PRIOR_KEYS})
+
+
+def _class_names(names: Any) -> tuple[str, ...]:
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence) or not names:
+        raise _FieldError("class_names", "a non-empty list of names (background excluded)", names)
+    if not all(isinstance(n, str) and n.strip() == n and n for n in names):
+        raise _FieldError("class_names", "names without surrounding spaces", names)
+    background = [n for n in names if n.lower() in _BACKGROUND_NAMES]
+    if background:
+        raise _FieldError("class_names", "the object classes only (background is implicit class 0)", background[0])
+    lowered = [n.lower() for n in names]
+    repeated = sorted({n for n in names if lowered.count(n.lower()) > 1})
+    if repeated:
+        raise _FieldError("class_names", "distinct names", f"{repeated[0]} repeated")
+    return tuple(names)
+
+
+def _check_size(size: Any) -> int:
+    if size not in _SIZE_BY_SOURCES_INV or isinstance(size, bool):
+        raise _FieldError("size", "300 or 512", size)
+    return int(size)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a trained SSD needs to run as it was trained.
+
+    Args:
+        size: input side, 300 or 512.
+        batch_norm: BatchNorm after every backbone and extra conv.
+        class_names: the object classes in label order (background, class 0, is implicit).
+        prior_config: the prior-box config (``PRIOR_KEYS`` of a ``data.config`` dict); heads have
+            ``2 + 2·len(ratios)`` boxes per location.
+        dataset: "VOC" or "COCO" (the layout it was trained on), or None when unknown.
+    Raises:
+        CheckpointError: a field of the wrong type or value.
+    """
+
+    size: int
+    batch_norm: bool
+    class_names: tuple[str, ...]
+    prior_config: Mapping[str, Any] = field(repr=False)
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            _check_size(self.size)
+            if not isinstance(self.batch_norm, bool):
+                raise _FieldError("batch_norm", "true or false", self.batch_norm)
+            if self.dataset is not None and not isinstance(self.dataset, str):
+                raise _FieldError("dataset", "a name or null", self.dataset)
+            object.__setattr__(self, "class_names", _class_names(self.class_names))
+            prior = _prior_config(self.prior_config, self.size, self.dataset, "invalid model facts")
+            object.__setattr__(self, "prior_config", prior)
+        except _FieldError as err:
+            raise CheckpointError(f"invalid model facts: {err}") from None
+        except ValueError as err:  # data.priors names the field
+            raise CheckpointError(str(err)) from None
+
+    @property
+    def num_classes(self) -> int:
+        """Classes the model scores, background included."""
+        return len(self.class_names) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready record (lists, not tuples); :meth:`from_dict` reads it back."""
+        return {
+            "format": FACTS_FORMAT,
+            "version": FACTS_VERSION,
+            "size": self.size,
+            "num_classes": self.num_classes,
+            "batch_norm": self.batch_norm,
+            "dataset": self.dataset,
+            "class_names": list(self.class_names),
+            "prior_config": {"name": self.prior_config["name"], **prior_config_dict(self.prior_config)},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str) -> ModelFacts:
+        """Validate a record written by :meth:`to_dict`; ``source`` names its file in the one-line error."""
+        try:
+            if not isinstance(d, Mapping):
+                raise _FieldError("(top level)", "an object", type(d).__name__)
+            if d.get("format") != FACTS_FORMAT:
+                raise _FieldError("format", repr(FACTS_FORMAT), d.get("format"))
+            version = d.get("version")
+            if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FACTS_VERSION:
+                raise _FieldError("version", f"{FACTS_VERSION} (a newer version needs newer code)", version)
+            for key in ("size", "batch_norm", "class_names", "prior_config"):
+                if key not in d:
+                    raise _FieldError(key, "a value", "nothing")
+            names = _class_names(d["class_names"])
+            if "num_classes" in d and d["num_classes"] != len(names) + 1:
+                expected = f"{len(names) + 1} (the class names plus background)"
+                raise _FieldError("num_classes", expected, d["num_classes"])
+            size = _check_size(d["size"])
+            if not isinstance(d["batch_norm"], bool):
+                raise _FieldError("batch_norm", "true or false", d["batch_norm"])
+            dataset = d.get("dataset")
+            if dataset is not None and not isinstance(dataset, str):
+                raise _FieldError("dataset", "a name or null", dataset)
+        except _FieldError as err:
+            raise CheckpointError(f"{source}: not a valid SSD model description: {err}") from None
+        try:
+            prior = _prior_config(d["prior_config"], size, dataset, source)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from None
+        return cls(size, d["batch_norm"], names, prior, dataset)
+
+    @classmethod
+    def from_model(cls, net: SSD, class_names: Sequence[str], dataset: str | None = None) -> ModelFacts:
+        """The facts of a built SSD (its size, BatchNorm and prior config) with its class names."""
+        return cls(int(net.size), bool(net.batch_norm), tuple(class_names), net.cfg, dataset)
+
+
+def sidecar_path(weights_path: str | os.PathLike[str]) -> str:
+    """``weights/ssd300_VOC_5000.pth`` → ``weights/ssd300_VOC_5000.json``."""
+    return os.path.splitext(os.fspath(weights_path))[0] + ".json"
+
+
+def write_sidecar(weights_path: str | os.PathLike[str], facts: ModelFacts) -> str:
+    """Write ``facts`` beside ``weights_path`` atomically (temporary file, then ``os.replace``); returns the path."""
+    path = sidecar_path(weights_path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(facts.to_dict(), f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; the sidecar is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_sidecar(weights_path: str | os.PathLike[str]) -> ModelFacts | None:
+    """The facts in ``<stem>.json`` beside ``weights_path``; None when there is no such file."""
+    path = sidecar_path(weights_path)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"cannot read the model description {path}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    return ModelFacts.from_dict(record, path)
+
+
+def facts_from_meta(meta: Mapping[str, Any], source: str = "checkpoint") -> ModelFacts | None:
+    """The facts a full training checkpoint records (its ``"model_facts"`` entry); None when it holds none.
+
+    A checkpoint that records only ``size``, ``batch_norm``, ``class_names`` and a ``data.config`` name under
+    ``"config"`` (VOC, COCO, VOC512, COCO512) gives the facts of that config.
+    """
+    if FACTS_KEY in meta:
+        return ModelFacts.from_dict(meta[FACTS_KEY], f"{source} ({FACTS_KEY})")
+    if not all(k in meta for k in ("size", "batch_norm", "class_names", "config")):
+        return None
+    known = _KNOWN_CONFIGS.get(str(meta["config"]))
+    if known is None or known[1] != meta["size"]:
+        return None
+    args = meta.get("args")
+    dataset = args.get("dataset") if isinstance(args, Mapping) else None
+    try:
+        return ModelFacts(meta["size"], meta["batch_norm"], meta["class_names"], get_config(*known), dataset)
+    except CheckpointError as err:
+        raise CheckpointError(f"{source}: {err}") from None
+
+
+def same_priors(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two prior configs give the same default boxes (their names aside)."""
+    return prior_config_dict(a) == prior_config_dict(b)
+
+
+def describe_facts(facts: ModelFacts, names_from: str) -> str:
+    """One line for the scripts to print, e.g. ``model: SSD300 VOC priors, 20 classes from x.json (aeroplane, …)``."""
+    names = list(facts.class_names)
+    shown = ", ".join(names[:_MAX_NAMES_SHOWN])
+    if len(names) > _MAX_NAMES_SHOWN:
+        shown += f", … (+{len(names) - _MAX_NAMES_SHOWN} more)"
+    bn = " BatchNorm" if facts.batch_norm else ""
+    return (
+        f"model: SSD{facts.size}{bn} {facts.prior_config['name']} priors, {len(names)} classes "
+        f"from {names_from} ({shown})"
+    )
+
+
+# ------------------------------------------------------------------------------------------ weights files
 
 
 def _strip_prefixes(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -42,11 +289,29 @@ def _strip_prefixes(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def _unreadable_reason(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in our words (torch's message advises an unsafe load)."""
+    text = str(exc)
+    blocked = re.search(r"GLOBAL ([\w.]+)", text)
+    if blocked:
+        return (
+            f"it refers to the Python object {blocked.group(1)}, which a weights file never holds "
+            "(only tensors, numbers, strings and containers are read)"
+        )
+    if isinstance(exc, pickle.UnpicklingError):
+        return "its content is not a saved dictionary of tensors"
+    if isinstance(exc, EOFError):
+        return "the file ends early (truncated)"
+    if "zip archive" in text or "central directory" in text:
+        return "the archive is truncated or corrupt"
+    return f"{type(exc).__name__} while unpickling"
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read ``path`` → ``(state_dict, meta)``.
 
-    ``meta`` holds the non-model entries of a full training checkpoint (``num_classes``, ``class_names``, ``size``,
-    ``batch_norm``, … as ``train.py`` records them), and is empty for a plain state_dict.
+    ``meta`` holds the non-model entries of a full training checkpoint (``model_facts``, ``optimizer``,
+    ``iteration``, … as ``train.py`` records them), and is empty for a plain state_dict.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -54,8 +319,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling failure means a corrupt or foreign file
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from exc
+        raise CheckpointError(f"{path} is not a readable weights file: {_unreadable_reason(exc)}") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {path}: expected a state_dict (a dict of tensors), got {type(obj).__name__}")
     meta: dict[str, Any] = {}
@@ -81,8 +345,8 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 def describe_state_dict(sd: Mapping[str, Tensor]) -> tuple[int, int, bool]:
     """Infer ``(size, num_classes, batch_norm)`` of the SSD that produced ``sd``.
 
-    size: 300 with 6 loc heads, 512 with 7; num_classes: ``conf.0.weight.shape[0] // 4`` (4 default boxes per
-    location at the first source in both sizes); batch_norm: some key ends in ``running_mean``.
+    size: 300 with 6 loc heads, 512 with 7; num_classes: the first conf head's outputs over the first loc head's
+    boxes (``loc.0`` has ``boxes·4`` outputs); batch_norm: some key ends in ``running_mean``.
     """
     if "conf.0.weight" not in sd or "loc.0.weight" not in sd:
         hint = " (this looks like a backbone-only file such as vgg16_reducedfc.pth)" if "0.weight" in sd else ""
@@ -91,7 +355,8 @@ def describe_state_dict(sd: Mapping[str, Tensor]) -> tuple[int, int, bool]:
     if len(heads) not in _SIZE_BY_SOURCES:
         raise CheckpointError(f"SSD state_dict with {len(heads)} loc heads; expected 6 (SSD300) or 7 (SSD512)")
     batch_norm = any(key.endswith("running_mean") for key in sd)
-    return _SIZE_BY_SOURCES[len(heads)], int(sd["conf.0.weight"].shape[0]) // 4, batch_norm
+    boxes = max(int(sd["loc.0.weight"].shape[0]) // 4, 1)
+    return _SIZE_BY_SOURCES[len(heads)], int(sd["conf.0.weight"].shape[0]) // boxes, batch_norm
 
 
 def _listing(items: list[str]) -> str:
@@ -118,22 +383,146 @@ def fit_report(model_sd: Mapping[str, Tensor], sd: Mapping[str, Tensor]) -> str:
     return "; ".join(problems)
 
 
+# ------------------------------------------------------------------------------------------ which model to run
+
+
+def _dataset_key(dataset: str | None) -> str | None:
+    if dataset is None:
+        return None
+    key = str(dataset).upper()
+    if key not in ("VOC", "COCO"):
+        raise CheckpointError(f"unknown dataset {dataset!r}: expected VOC or COCO")
+    return key
+
+
+def _check_flags(
+    facts: ModelFacts, where: str, dataset: str | None, size: int | None, classes: Sequence[str] | None
+) -> None:
+    """Flags may repeat the recorded facts, never contradict them."""
+    if size is not None and int(size) != facts.size:
+        raise CheckpointError(f"--size {size} contradicts {where}, which records an SSD{facts.size} model")
+    if dataset is not None:
+        recorded = facts.dataset.upper() if facts.dataset else None
+        differs = (
+            recorded != dataset if recorded else not same_priors(get_config(dataset, facts.size), facts.prior_config)
+        )
+        if differs:
+            what = f"dataset {recorded}" if recorded else f"{facts.prior_config['name']} priors"
+            raise CheckpointError(f"--dataset {dataset} contradicts {where}, which records {what}; drop --dataset")
+    if classes is not None and tuple(classes) != facts.class_names:
+        diff = next((i for i, pair in enumerate(zip(classes, facts.class_names)) if pair[0] != pair[1]), None)
+        detail = (
+            f"name {diff + 1} is {classes[diff]!r}, recorded {facts.class_names[diff]!r}"
+            if diff is not None
+            else f"{len(classes)} names, recorded {len(facts.class_names)}"
+        )
+        raise CheckpointError(f"--classes contradicts the class names {where} records ({detail}); drop --classes")
+
+
+def resolve_facts(
+    path: str | os.PathLike[str],
+    sd: Mapping[str, Tensor],
+    meta: Mapping[str, Any],
+    dataset: str | None = None,
+    size: int | None = None,
+    classes: str | os.PathLike[str] | Sequence[str] | None = None,
+) -> tuple[ModelFacts, str]:
+    """Decide which model the weights at ``path`` (already read: ``sd``, ``meta``) are run as.
+
+    The recorded facts come first: the sidecar ``<stem>.json``, else the checkpoint's ``model_facts``; a
+    ``--size``, ``--classes`` (file or names) or ``--dataset`` that contradicts them is a CheckpointError.
+    A bare ``.pth`` (nothing recorded): size from the heads (6 → 300, 7 → 512); the prior config of ``dataset``
+    (default VOC) at that size — never chosen by the class count; class names from ``classes``, else the
+    dataset's list, else VOC's for 21 outputs or COCO's for 81 (see :func:`utils.cli.resolve_class_names`).
+
+    Returns:
+        the facts, and one line describing them for the scripts to print.
+    Raises:
+        CheckpointError: contradicting flags, an invalid sidecar, or a size the heads do not have.
+        ValueError / FileNotFoundError: a bad or missing class list, or names that do not fit the class count.
+    """
+    source = os.fspath(path)
+    dataset = _dataset_key(dataset)
+    where = sidecar_path(source)
+    facts = read_sidecar(source)
+    if facts is None:
+        where = source
+        facts = facts_from_meta(meta, source)
+    if facts is not None:
+        names = None if classes is None else resolve_class_names(classes)[0]
+        _check_flags(facts, where, dataset, size, names)
+        return facts, describe_facts(facts, where)
+    return _bare_facts(source, sd, dataset, size, classes)
+
+
+def _bare_facts(
+    source: str,
+    sd: Mapping[str, Tensor],
+    dataset: str | None,
+    size: int | None,
+    classes: str | os.PathLike[str] | Sequence[str] | None,
+) -> tuple[ModelFacts, str]:
+    found_size, found_classes, batch_norm = describe_state_dict(sd)
+    if size is not None and int(size) != found_size:
+        raise CheckpointError(
+            f"--size {size} contradicts {source}, which holds an SSD{found_size} "
+            f"({_SIZE_BY_SOURCES_INV[found_size]} heads)"
+        )
+    names, names_from = resolve_class_names(classes, dataset, found_classes, model=source)
+    prior = get_config(dataset or "VOC", found_size)
+    facts = ModelFacts(found_size, batch_norm, tuple(names), prior, dataset)
+    return facts, describe_facts(facts, names_from)
+
+
+# ------------------------------------------------------------------------------------------ building the model
+
+
+def model_from_facts(
+    facts: ModelFacts, sd: Mapping[str, Tensor], phase: str = "test", source: str = "state_dict", **detect_kwargs: Any
+) -> SSD:
+    """Build the SSD ``facts`` describe and load ``sd`` into it strictly.
+
+    ``detect_kwargs`` go to ``Detect`` (``top_k``, ``conf_thresh``, ``nms_thresh``, ``keep_top_k``). The model is
+    returned on the CPU, in eval mode for phase "test". A state_dict that does not fit is a CheckpointError
+    naming ``source`` and the keys.
+    """
+    from ssd import build_ssd  # scripts → ssd; imported here so this module stays light
+
+    net = build_ssd(
+        phase, facts.size, facts.num_classes, cfg=dict(facts.prior_config), batch_norm=facts.batch_norm, **detect_kwargs
+    )
+    report = fit_report(net.state_dict(), sd)
+    if report:
+        raise CheckpointError(
+            f"checkpoint {source} does not fit SSD{facts.size} with {facts.num_classes} classes and "
+            f"{facts.prior_config['name']} priors: {report}"
+        )
+    net.load_state_dict(sd, strict=True)
+    if phase == "test":
+        net.eval()
+    return net
+
+
 def model_from_state_dict(
     sd: Mapping[str, Tensor],
     phase: str = "test",
     size: int | None = None,
     num_classes: int | None = None,
     source: str = "state_dict",
+    dataset: str | None = None,
     **detect_kwargs: Any,
 ) -> SSD:
-    """Build the SSD that fits ``sd`` and load it strictly; see :func:`load_model`. ``source`` names the file in
-    errors."""
-    from ssd import build_ssd  # scripts → ssd; imported here so this module stays light
+    """Build the SSD that fits a bare ``sd`` and load it strictly; see :func:`load_model`.
+
+    The prior config is ``dataset``'s (default VOC) at the size; ``source`` names the file in errors.
+    """
+    from ssd import build_ssd
 
     found_size, found_classes, batch_norm = describe_state_dict(sd)
     size = found_size if size is None else int(size)
     num_classes = found_classes if num_classes is None else int(num_classes)
-    net = build_ssd(phase, size=size, num_classes=num_classes, batch_norm=batch_norm, **detect_kwargs)
+    cfg = get_config(_dataset_key(dataset) or "VOC", size)
+    net = build_ssd(phase, size=size, num_classes=num_classes, cfg=cfg, batch_norm=batch_norm, **detect_kwargs)
     report = fit_report(net.state_dict(), sd)
     if report:
         raise CheckpointError(
@@ -155,10 +544,21 @@ def load_model(
 ) -> SSD:
     """Build the SSD that fits the weights file ``path`` and load it strictly.
 
-    ``size`` and ``num_classes`` default to what the file holds (see :func:`describe_state_dict`); when given
-    and different, the strict load fails with a :class:`CheckpointError` naming the keys and shapes. BatchNorm is
-    recognised from the keys. ``detect_kwargs`` go to ``Detect`` (``top_k``, ``conf_thresh``, ``nms_thresh``,
-    ``keep_top_k``). The model is returned on the CPU, in eval mode for phase "test".
+    With recorded facts (sidecar ``<stem>.json`` or a checkpoint's ``model_facts``) the model is built from
+    them; ``size``/``num_classes`` that contradict them are a CheckpointError. A bare file is built with the
+    VOC prior config of its size; ``size`` and ``num_classes`` default to what the file holds (see
+    :func:`describe_state_dict`) and, when given and different, the strict load fails naming keys and shapes.
+    BatchNorm is recognised from the keys. ``detect_kwargs`` go to ``Detect`` (``top_k``, ``conf_thresh``,
+    ``nms_thresh``, ``keep_top_k``). The model is returned on the CPU, in eval mode for phase "test".
     """
-    sd = load_state_dict_file(path)
-    return model_from_state_dict(sd, phase, size, num_classes, source=os.fspath(path), **detect_kwargs)
+    source = os.fspath(path)
+    sd, meta = read_checkpoint(source)
+    facts = read_sidecar(source) or facts_from_meta(meta, source)
+    if facts is None:
+        return model_from_state_dict(sd, phase, size, num_classes, source=source, **detect_kwargs)
+    _check_flags(facts, sidecar_path(source), None, size, None)
+    if num_classes is not None and int(num_classes) != facts.num_classes:
+        raise CheckpointError(
+            f"num_classes {num_classes} contradicts the {facts.num_classes} classes recorded for {source}"
+        )
+    return model_from_facts(facts, sd, phase, source=source, **detect_kwargs)

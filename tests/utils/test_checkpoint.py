@@ -1,20 +1,33 @@
-"""utils/checkpoint.py: reading weights files, inferring the model, strict loading with clear errors."""
+"""utils/checkpoint.py: reading weights files, model facts beside them, strict loading with clear errors."""
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
 from pathlib import Path
 
 import pytest
 import torch
 
+from data import COCO_CLASSES, VOC_CLASSES
+from data.config import coco, get_config, voc, voc512
+from layers import PriorBox
 from ssd import build_ssd
 from utils.checkpoint import (
     CheckpointError,
+    ModelFacts,
     describe_state_dict,
+    facts_from_meta,
     fit_report,
     load_model,
     load_state_dict_file,
+    model_from_facts,
     read_checkpoint,
+    read_sidecar,
+    resolve_facts,
+    sidecar_path,
+    write_sidecar,
 )
 
 
@@ -80,7 +93,7 @@ def test_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
         load_state_dict_file(tmp_path / "nothing.pth")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"\x80\x02garbage")
-    with pytest.raises(CheckpointError, match="corrupt.pth"):
+    with pytest.raises(CheckpointError, match="corrupt.pth is not a readable weights file"):
         load_state_dict_file(corrupt)
     foreign = tmp_path / "foreign.pth"
     torch.save([1, 2, 3], foreign)
@@ -125,3 +138,189 @@ def test_fit_report_lists_missing_and_unexpected() -> None:
     assert report == "missing keys: b; unexpected keys: c"
     many = fit_report({}, {f"k{i}": torch.zeros(1) for i in range(20)})
     assert "(+4 more)" in many
+
+
+class _Exploit:
+    """Unpickling this runs a shell command that creates ``marker``: a weights file must never do that."""
+
+    def __init__(self, marker: Path) -> None:
+        self.command = f"touch '{marker}'"
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (self.command,))
+
+
+def test_malicious_and_broken_files_fail_safely(tmp_path: Path, sd3_file: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"conf.0.weight": _Exploit(marker)}, protocol=2)
+    pickle.loads(payload)  # the exploit works when unpickled unsafely
+    assert marker.exists()
+    marker.unlink()
+    legacy = tmp_path / "legacy_pickle.pth"
+    legacy.write_bytes(payload)
+    archive = tmp_path / "zip_pickle.pth"
+    torch.save({"conf.0.weight": _Exploit(marker)}, archive)
+    random_bytes = tmp_path / "random.pth"
+    random_bytes.write_bytes(bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist()))
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(sd3_file.read_bytes()[:100_000])
+    for path in (legacy, archive, random_bytes, truncated):
+        with pytest.raises(CheckpointError) as info:
+            read_checkpoint(path)
+        message = str(info.value)
+        assert message.startswith(f"{path} is not a readable weights file: ")
+        assert "\n" not in message and "weights_only" not in message
+        assert not marker.exists()
+    with pytest.raises(CheckpointError, match="Python object [a-z]+.system"):
+        read_checkpoint(legacy)
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_checkpoint(truncated)
+
+
+# ----------------------------------------------------------------------------------------- model facts
+
+CUSTOM_RATIOS = dict(voc, aspect_ratios=((2, 3),) * 6, name="custom")  # 6 boxes everywhere: other heads
+
+
+def test_sidecar_round_trip_is_atomic_json(tmp_path: Path) -> None:
+    facts = ModelFacts(512, True, ("cat", "dog"), voc512, "VOC")
+    assert facts.num_classes == 3 and facts.prior_config["name"] == "VOC512"
+    weights = tmp_path / "ssd512_VOC_100.pth"
+    assert sidecar_path(weights) == str(tmp_path / "ssd512_VOC_100.json")
+    assert read_sidecar(weights) is None
+    written = write_sidecar(weights, facts)
+    record = json.loads(Path(written).read_text())
+    assert record["format"] == "ssd-model" and record["version"] == 1 and record["num_classes"] == 3
+    assert record["class_names"] == ["cat", "dog"] and record["batch_norm"] is True and record["dataset"] == "VOC"
+    assert record["prior_config"]["min_sizes"] == [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8]
+    assert record["prior_config"]["name"] == "VOC512" and record["prior_config"]["clip"] is True
+    assert read_sidecar(weights) == facts
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ssd512_VOC_100.json"]  # no temporary file left
+    custom = ModelFacts(300, False, ("a",), CUSTOM_RATIOS)
+    write_sidecar(weights, custom)
+    assert read_sidecar(weights) == custom and read_sidecar(weights).prior_config["aspect_ratios"][0] == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"size": 416}, "'size': expected 300 or 512, got 416"),
+        ({"version": 2}, "'version'"),
+        ({"format": "yolo"}, "'format'"),
+        ({"class_names": ["__Background__", "cat"]}, "background is implicit"),
+        ({"num_classes": 21}, "'num_classes'"),
+        ({"prior_config": dict(voc512)}, "prior_config"),
+    ],
+)
+def test_invalid_sidecar_is_one_line_naming_file_and_field(tmp_path: Path, change: dict, field: str) -> None:
+    weights = tmp_path / "m.pth"
+    record = ModelFacts(300, False, ("cat",), voc).to_dict()
+    record.update(
+        {k: (v if not isinstance(v, dict) else json.loads(json.dumps(v, default=list))) for k, v in change.items()}
+    )
+    Path(sidecar_path(weights)).write_text(json.dumps(record))
+    with pytest.raises(CheckpointError) as info:
+        read_sidecar(weights)
+    message = str(info.value)
+    assert message.startswith(str(tmp_path / "m.json")) and field in message and "\n" not in message
+    Path(sidecar_path(weights)).write_text("{not json")
+    with pytest.raises(CheckpointError, match="m.json: not valid JSON"):
+        read_sidecar(weights)
+
+
+def test_full_checkpoint_carries_the_facts(tmp_path: Path, sd3: dict[str, torch.Tensor]) -> None:
+    facts = ModelFacts(300, False, ("circle", "square"), voc, "VOC")
+    path = tmp_path / "ssd300_VOC_last.ckpt"
+    torch.save({"model": sd3, "iteration": 3, "model_facts": facts.to_dict()}, path)
+    sd, meta = read_checkpoint(path)
+    assert facts_from_meta(meta) == facts
+    assert resolve_facts(path, sd, meta)[0] == facts
+    # a checkpoint recording only a data.config name gets that config
+    legacy = {
+        "size": 300,
+        "batch_norm": False,
+        "class_names": ["a", "b"],
+        "config": "COCO",
+        "args": {"dataset": "COCO"},
+    }
+    assert facts_from_meta(legacy) == ModelFacts(300, False, ("a", "b"), coco, "COCO")
+    assert facts_from_meta({"iteration": 3}) is None
+
+
+def test_bare_pth_priors_come_from_the_dataset_never_the_class_count(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    sd = build_ssd("train", 300, 81, cfg=voc).state_dict()
+    path = tmp_path / "bare81.pth"
+    names = [f"thing{i}" for i in range(80)]
+    facts, line = resolve_facts(path, sd, {}, dataset="VOC", classes=names)
+    assert facts.prior_config["name"] == "VOC" and facts.class_names == tuple(names) and facts.dataset == "VOC"
+    assert line.startswith("model: SSD300 VOC priors, 80 classes from the given class names (thing0, thing1")
+    net = model_from_facts(facts, sd, source=str(path))
+    assert torch.equal(net.priors, PriorBox(voc).forward())
+    assert not torch.equal(net.priors, PriorBox(coco).forward())  # what the class count alone would pick
+    # no --dataset: VOC's priors too, with COCO's names for 81 outputs; --dataset COCO: COCO's
+    facts, line = resolve_facts(path, sd, {})
+    assert facts.prior_config["name"] == "VOC" and facts.class_names == tuple(COCO_CLASSES)
+    assert "80 classes from the COCO class list" in line
+    assert resolve_facts(path, sd, {}, dataset="coco")[0].prior_config["name"] == "COCO"
+    with pytest.raises(ValueError, match="scores 80 classes .* but the VOC class list names 20"):
+        resolve_facts(path, sd, {}, dataset="VOC")
+    with pytest.raises(CheckpointError, match="--size 512 contradicts .*bare81.pth, which holds an SSD300"):
+        resolve_facts(path, sd, {}, size=512)
+
+
+def test_bare_pth_with_unknown_count_asks_for_classes(sd3: dict[str, torch.Tensor], sd3_file: Path) -> None:
+    with pytest.raises(ValueError, match="scores 2 classes .*--classes FILE"):
+        resolve_facts(sd3_file, sd3, {})
+    facts, _ = resolve_facts(sd3_file, sd3, {}, classes=["a", "b"])
+    assert facts.num_classes == 3 and facts.prior_config["name"] == "VOC"
+
+
+def test_custom_aspect_ratios_rebuild_from_the_sidecar_without_flags(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trained = build_ssd("train", 300, 3, cfg=CUSTOM_RATIOS)
+    path = tmp_path / "ssd300_VOC_10.pth"
+    torch.save(trained.state_dict(), path)
+    write_sidecar(path, ModelFacts.from_model(trained, ["circle", "square"], "VOC"))
+    net = load_model(path)
+    assert net.loc[0].out_channels == 6 * 4 and net.priors.shape == (11640, 4)
+    assert torch.equal(net.priors, PriorBox(CUSTOM_RATIOS).forward())
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in trained.state_dict().items())
+    facts, line = resolve_facts(path, *read_checkpoint(path), dataset="VOC", size=300, classes=["circle", "square"])
+    assert facts.prior_config["name"] == "custom" and f"from {tmp_path / 'ssd300_VOC_10.json'}" in line
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"size": 512}, "--size 512 contradicts .*m.json, which records an SSD300 model"),
+        ({"dataset": "COCO"}, "--dataset COCO contradicts .*m.json, which records dataset VOC"),
+        ({"classes": ["circle", "triangle"]}, "--classes contradicts .*name 2 is 'triangle', recorded 'square'"),
+        ({"classes": ["circle"]}, "--classes contradicts .*1 names, recorded 2"),
+    ],
+)
+def test_flags_contradicting_the_sidecar(
+    tmp_path: Path, sd3: dict[str, torch.Tensor], flags: dict, message: str
+) -> None:
+    path = tmp_path / "m.pth"
+    write_sidecar(path, ModelFacts(300, False, ("circle", "square"), voc, "VOC"))
+    with pytest.raises(CheckpointError, match=message) as info:
+        resolve_facts(path, sd3, {}, **flags)
+    assert "\n" not in str(info.value)
+    resolve_facts(path, sd3, {}, size=300, dataset="voc", classes=["circle", "square"])  # repeating them is fine
+
+
+def test_sidecar_without_dataset_checks_the_priors(tmp_path: Path, sd3: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "m.pth"
+    write_sidecar(path, ModelFacts(300, False, ("circle", "square"), get_config("COCO", 300)))
+    assert resolve_facts(path, sd3, {}, dataset="COCO")[0].prior_config["name"] == "COCO"
+    with pytest.raises(CheckpointError, match="--dataset VOC contradicts .*COCO priors"):
+        resolve_facts(path, sd3, {}, dataset="VOC")
+
+
+def test_sidecar_that_does_not_fit_the_weights_names_keys(tmp_path: Path, sd3_file: Path) -> None:
+    path = tmp_path / "ssd300_3.pth"
+    path.write_bytes(sd3_file.read_bytes())
+    write_sidecar(path, ModelFacts(300, False, VOC_CLASSES, voc))
+    with pytest.raises(CheckpointError, match="does not fit SSD300 with 21 classes .*conf.0.weight checkpoint"):
+        load_model(path)
