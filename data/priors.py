@@ -191,4 +191,5 @@ def save_prior_config(path: str | os.PathLike, cfg: Mapping[str, Any]) -> None:
     record = prior_config_dict(cfg)
     fields = {key: record[key] for key in USER_KEYS}
     fields["min_dim"] = record["min_dim"]
-    Path(path).write_text(json.dumps(fields, indent=1) + "\n", encoding="utf-8")
+    lines = ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in fields.items())
+    Path(path).write_text("{\n" + lines + "\n}\n", encoding="utf-8")
