@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +23,21 @@ class MultiBoxLoss(nn.Module):
        background priors with the highest loss (at most P - 1).
     Both are summed over the batch and divided by the number of positives (at least 1).
 
-    ``prior_for_matching``, ``bkg_label``, ``neg_mining``, ``neg_overlap``, ``encode_target`` and ``use_gpu``
-    are accepted for the classic signature; the classic uses none of them either (background is label 0,
-    and the device follows the inputs).
+    The positional arguments are the classic ones, so ``MultiBoxLoss(C, 0.5, True, 0, True, 3, 0.5, False)``
+    reads as it always did. Only what the classic did is implemented: ``prior_for_matching`` and ``neg_mining``
+    must be True, ``bkg_label`` 0, ``encode_target`` False and ``neg_overlap`` 0.5 (the classic ignores it
+    too: negatives are mined among all background priors); anything else raises ValueError.
+
+    Args:
+        num_classes: classes including background; the last dimension of ``conf``.
+        overlap_thresh: IoU at or above which a prior is positive, in (0, 1].
+        neg_pos: hard negatives kept per positive, a non-negative integer.
+        use_gpu: accepted for the classic signature and ignored: the loss runs where its inputs are.
+        select_rows: how the chosen priors are gathered. True: index their rows (needs host reads of how many
+            there are, which is cheap on the CPU and skips most of the work); False: weigh all rows by masks
+            (no host read, so a CUDA step never waits for the device); None: True for CPU inputs, False
+            for CUDA ones. Both give the same losses and gradients.
+        variance: the (center, size) variances of the offset encoding.
     """
 
     def __init__(
@@ -38,24 +51,35 @@ class MultiBoxLoss(nn.Module):
         neg_overlap: float,
         encode_target: bool,
         use_gpu: bool = True,
+        *,
+        select_rows: bool | None = None,
         variance: Sequence[float] = (0.1, 0.2),
     ) -> None:
         super().__init__()
-        if bkg_label != 0:
-            raise ValueError(f"background must be label 0, got bkg_label={bkg_label}")
+        _check_settings(
+            num_classes, overlap_thresh, prior_for_matching, bkg_label, neg_mining, neg_pos, neg_overlap, encode_target
+        )
+        variance = tuple(float(v) for v in variance)
+        if len(variance) != 2 or min(variance) <= 0:
+            raise ValueError(f"variance must be two positive numbers (center, size), got {variance}")
+        if select_rows not in (None, True, False):
+            raise ValueError(f"select_rows must be None, True or False, got {select_rows!r}")
         self.num_classes = num_classes
         self.threshold = overlap_thresh
-        self.background_label = bkg_label
-        self.encode_target = encode_target
-        self.use_prior_for_matching = prior_for_matching
-        self.do_neg_mining = neg_mining
-        self.negpos_ratio = neg_pos
-        self.neg_overlap = neg_overlap
-        self.use_gpu = use_gpu
-        self.variance = tuple(variance)
-        # Host tensors: index the chosen rows (a host read is free there, and it skips most of the work);
-        # CUDA tensors: masks over all rows, so the step never waits on the device. None: choose by device.
-        self.select_rows: bool | None = None
+        self.negpos_ratio = int(neg_pos)
+        self.variance = variance
+        self._select_rows = select_rows
+
+    @property
+    def select_rows(self) -> bool | None:
+        """The constructor's ``select_rows``: True rows, False masks, None by device (read-only)."""
+        return self._select_rows
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, overlap_thresh={self.threshold}, neg_pos={self.negpos_ratio}, "
+            f"variance={self.variance}, select_rows={self._select_rows}"
+        )
 
     def forward(self, predictions: tuple[Tensor, Tensor, Tensor], targets: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """
@@ -63,25 +87,83 @@ class MultiBoxLoss(nn.Module):
             predictions: loc (Tensor[B, P, 4]), conf (Tensor[B, P, C] logits), priors (Tensor[P, 4]).
             targets: B tensors ``[n_i, 5]`` of (x1, y1, x2, y2, label) in [0, 1]; ``n_i`` may be 0.
         Returns:
-            loss_l, loss_c: scalar float32 tensors.
+            loss_l, loss_c: scalar float32 tensors, the sums of :meth:`sums` divided by max(positives, 1).
+        """
+        loss_l, loss_c, num_pos = self.sums(predictions, targets)
+        scale = num_pos.clamp(min=1)
+        return loss_l / scale, loss_c / scale
+
+    def sums(
+        self, predictions: tuple[Tensor, Tensor, Tensor], targets: Sequence[Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The batch's summed losses and its number of positives, before any normalisation.
+
+        Data-parallel training normalises by the positives of the whole global batch: each of W ranks all-reduces
+        (sums) ``(loss_l, loss_c, num_pos)`` and backpropagates ``(loss_l + loss_c) * W / max(N, 1)`` with
+        N the global positives; gradient averaging then gives exactly the gradient one process computes from
+        all the pictures (hard negatives are mined per image, so the split changes nothing else). With masks
+        (``select_rows=False``) nothing here reads a device value on the host.
+
+        Args:
+            predictions, targets: as :meth:`forward`.
+        Returns:
+            loss_l, loss_c (scalar float32 Tensors): summed over the batch;
+            num_pos (scalar float32 Tensor): number of positive priors in the batch.
         """
         loc_data, conf_data, priors = predictions
+        if conf_data.shape[-1] != self.num_classes:
+            raise ValueError(
+                f"conf has {conf_data.shape[-1]} classes per prior, the loss was built for {self.num_classes}"
+            )
         truths, labels, valid = pad_targets(targets, loc_data.shape[0], loc_data.device)
         with torch.no_grad():
             truth_idx, conf_t = match_indices(self.threshold, truths, labels, valid, priors)
         pos = conf_t > 0  # [B, P]
         num_pos = pos.sum(dim=1)  # [B]
 
-        select = self.select_rows if self.select_rows is not None else not conf_data.is_cuda
+        select = self._select_rows if self._select_rows is not None else not conf_data.is_cuda
         loss_l = localization_loss(loc_data, truths, truth_idx, priors, pos, self.variance, select)
         with torch.no_grad():
             log_p = F.log_softmax(conf_data.detach().float(), dim=2)  # one fused pass; logsumexp is slower
             mining = -log_p.gather(2, conf_t[..., None]).squeeze(2)  # [B, P]: the classic lse(x) - x[target]
         neg = hard_negative_mask(mining, pos, num_pos * self.negpos_ratio, exact_k=select)
         loss_c = masked_loss(_cross_entropy, conf_data, conf_t, pos | neg, select)
+        return loss_l, loss_c, num_pos.sum().float()
 
-        total_pos = num_pos.sum().clamp(min=1).float()
-        return loss_l / total_pos, loss_c / total_pos
+
+def _check_settings(
+    num_classes: int,
+    overlap_thresh: float,
+    prior_for_matching: bool,
+    bkg_label: int,
+    neg_mining: bool,
+    neg_pos: int,
+    neg_overlap: float,
+    encode_target: bool,
+) -> None:
+    """Raise ValueError for a classic constructor argument whose value this loss does not implement."""
+    if not isinstance(num_classes, Integral) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2 (background included), got {num_classes!r}")
+    if not 0 < overlap_thresh <= 1:
+        raise ValueError(f"overlap_thresh must be an IoU in (0, 1], got {overlap_thresh}")
+    if not prior_for_matching:
+        raise ValueError(
+            f"prior_for_matching={prior_for_matching!r} is not implemented: each truth's best prior is always "
+            "matched to it, as the classic does; pass True"
+        )
+    if bkg_label != 0:
+        raise ValueError(f"background must be label 0, got bkg_label={bkg_label}")
+    if not neg_mining:
+        raise ValueError(f"neg_mining={neg_mining!r} is not implemented: hard negatives are always mined; pass True")
+    if isinstance(neg_pos, bool) or not isinstance(neg_pos, Integral) or neg_pos < 0:
+        raise ValueError(f"neg_pos must be a non-negative integer (negatives per positive), got {neg_pos!r}")
+    if neg_overlap != 0.5:
+        raise ValueError(
+            f"neg_overlap={neg_overlap} is not implemented: negatives are mined among all priors below "
+            "overlap_thresh, as the classic does (it ignores neg_overlap too); pass 0.5"
+        )
+    if encode_target:
+        raise ValueError(f"encode_target={encode_target!r} is not implemented: pass False, as the classic does")
 
 
 def hard_negative_mask(loss: Tensor, pos: Tensor, num_neg: Tensor, exact_k: bool = False) -> Tensor:
@@ -168,7 +250,8 @@ def pad_targets(targets: Sequence[Tensor], batch: int, device: torch.device) -> 
     """
     if len(targets) != batch:
         raise ValueError(f"got {len(targets)} target tensors for a batch of {batch} images")
-    rows = [t.to(device=device, dtype=torch.float32).reshape(-1, 5) for t in targets]
+    # non_blocking: host targets reach a CUDA batch without a blocking copy (one that waits for the stream).
+    rows = [t.to(device=device, dtype=torch.float32, non_blocking=True).reshape(-1, 5) for t in targets]
     rows.append(torch.zeros(1, 5, device=device))  # guarantees N >= 1, dropped below
     padded = pad_sequence(rows, batch_first=True, padding_value=-1.0)[:batch]
     valid = padded[..., 4] >= 0
