@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from data.config import voc
 from ssd import build_ssd
-from utils.checkpoint import load_model
+from utils.checkpoint import ModelFacts, load_model, model_from_facts, read_checkpoint, write_sidecar
 from utils.inference import detect_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,12 +115,94 @@ def test_runs_as_a_script(tmp_path: Path, model_file: Path, classes_file: Path) 
     assert (tmp_path / "pic_det.jpg").is_file() and (tmp_path / "detections.json").is_file()
 
 
-def test_not_an_image_names_the_path(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    fake = tmp_path / "fake.jpg"
-    fake.write_text("hello")
-    err = _fail_line(capsys, [str(fake), "--trained_model", str(model_file), "--save_folder", str(tmp_path)])
-    assert "not an image" in err and str(fake) in err
+def test_unreadable_pictures_are_skipped_and_the_rest_written(
+    tmp_path: Path, model_file: Path, classes_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    _image(folder / "a_good.jpg", 48, 64, 8)
+    (folder / "b_broken.jpg").write_text("hello")
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"")
+    out = tmp_path / "out"
+    argv = [str(folder), str(fake), "--trained_model", str(model_file), "--classes", str(classes_file)]
+    assert script.main(argv + ["--save_folder", str(out), "--cuda", "false", "--visual_threshold", "0.3"]) == 1
+    captured = capsys.readouterr()
+    warnings = captured.err.strip().splitlines()
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"test.py: warning: skipping {folder / 'b_broken.jpg'}: cannot decode")
+    assert warnings[1].startswith(f"test.py: warning: skipping {fake}: empty")
+    records = json.loads((out / "detections.json").read_text())
+    assert [r["image"] for r in records] == [str(folder / "a_good.jpg")] and records[0]["width"] == 64
+    assert (out / "a_good_det.jpg").is_file() and not (out / "b_broken_det.jpg").exists()
+    assert "1 picture(s), 2 skipped" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--batch_size", "0", "--batch_size must be at least 1, got 0"),
+        ("--visual_threshold", "1.5", "--visual_threshold must be in [0, 1], got 1.5"),
+        ("--top_k", "0", "--top_k must be at least 1, got 0"),
+    ],
+)
+def test_bad_flag_values_exit_2_with_one_line(
+    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    pic = tmp_path / "pic.jpg"
+    _image(pic, 40, 40, 9)
+    with pytest.raises(SystemExit) as info:
+        script.main([str(pic), "--trained_model", str(model_file), flag, value])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"test.py: error: {message}"
+
+
+def test_flags_contradicting_the_sidecar_exit_2(
+    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = tmp_path / "ssd300_VOC_10.pth"
+    weights.write_bytes(model_file.read_bytes())
+    write_sidecar(weights, ModelFacts(300, False, NAMES, voc, "VOC"))
+    pic = tmp_path / "pic.jpg"
+    _image(pic, 40, 40, 10)
+    other = tmp_path / "other.txt"
+    other.write_text("circle\ntriangle\n")
+    for flags, expected in [
+        (["--dataset", "COCO"], "--dataset COCO contradicts"),
+        (["--classes", str(other)], "--classes contradicts the class names"),
+        (["--size", "512"], "--size 512 contradicts"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            script.main([str(pic), "--trained_model", str(weights), "--save_folder", str(tmp_path), *flags])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err and "ssd300_VOC_10.json" in err
     assert not (tmp_path / "detections.json").exists()
+
+
+def test_custom_classes_on_a_bare_pth_run_with_voc_priors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A VOC-layout model with 80 classes is not a COCO model: the boxes are those of VOC's priors."""
+    torch.manual_seed(1)
+    trained = build_ssd("train", 300, 81, cfg=voc)
+    weights = tmp_path / "ssd300_custom80.pth"
+    torch.save(trained.state_dict(), weights)
+    names = [f"part{i:02d}" for i in range(80)]
+    classes = tmp_path / "classes80.txt"
+    classes.write_text("\n".join(names) + "\n")
+    pic = tmp_path / "pic.jpg"
+    img = _image(pic, 90, 120, 11)
+    out = tmp_path / "out"
+    argv = [str(pic), "--trained_model", str(weights), "--classes", str(classes), "--save_folder", str(out)]
+    assert script.main(argv + ["--visual_threshold", "0.02", "--top_k", "3", "--cuda", "false"]) == 0
+    assert "model: SSD300 VOC priors, 80 classes from --classes" in capsys.readouterr().out
+    got = json.loads((out / "detections.json").read_text())[0]["detections"]
+
+    facts = ModelFacts(300, False, names, voc)
+    net = model_from_facts(facts, read_checkpoint(weights)[0], top_k=3, conf_thresh=0.01)
+    expected = detect_images(net, [img], conf_thresh=0.02)[0]
+    assert len(got) == len(expected) > 0
+    assert [d["label"] for d in got] == [names[c] for c, _, _ in expected]
+    np.testing.assert_allclose([d["box"] for d in got], [box for _, _, box in expected], atol=1e-3)
 
 
 def test_missing_path_and_empty_folder(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,20 +211,19 @@ def test_missing_path_and_empty_folder(tmp_path: Path, model_file: Path, capsys:
     empty = tmp_path / "empty"
     empty.mkdir()
     err = _fail_line(capsys, [str(empty), "--trained_model", str(model_file)])
-    assert "holds no images" in err and str(empty) in err
+    assert "holds no pictures" in err and str(empty) in err
 
 
-@pytest.mark.slow
-def test_checkpoint_from_other_classes_names_keys(
+def test_class_names_that_do_not_fit_the_weights(
     tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pic = tmp_path / "pic.jpg"
     _image(pic, 40, 40, 5)
     err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file), "--dataset", "VOC"])
-    assert str(model_file) in err and "conf.0.weight checkpoint [12, 512, 3, 3] vs model [84, 512, 3, 3]" in err
+    assert str(model_file) in err and "scores 2 classes (+ background) but the VOC class list names 20" in err
     # no names given: a 3-class file is not VOC (21) or COCO (81), and the error says how to name its classes
     err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file)])
-    assert "conf.0.weight" in err and "--classes" in err
+    assert "not VOC's 20 or COCO's 80" in err and "--classes" in err
 
 
 def test_missing_and_corrupt_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,7 +234,7 @@ def test_missing_and_corrupt_checkpoint(tmp_path: Path, capsys: pytest.CaptureFi
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"garbage")
     err = _fail_line(capsys, [str(pic), "--trained_model", str(corrupt)])
-    assert "corrupt.pth" in err
+    assert f"{corrupt} is not a readable weights file" in err and "weights_only" not in err
 
 
 def test_bad_classes_file(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -162,3 +244,7 @@ def test_bad_classes_file(tmp_path: Path, model_file: Path, capsys: pytest.Captu
     dup.write_text("cat\ncat\n")
     err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file), "--classes", str(dup)])
     assert "dup.txt" in err and "cat" in err
+    background = tmp_path / "background.txt"
+    background.write_text("__Background__\ncircle\n")
+    err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file), "--classes", str(background)])
+    assert "background.txt:1" in err and "'__Background__' is implicit (class 0)" in err

@@ -1,7 +1,13 @@
 """Export SSD for deployment: ONNX with the box decoding in the graph, and the one post-step (NMS) in NumPy.
 
-    python -m utils.export --trained_model weights/ssd300_mAP_77.43_v2.pth --size 300 --format onnx --out ssd300.onnx
+    python -m utils.export --trained_model weights/ssd300_VOC_120000.pth --out ssd300.onnx
+    python -m utils.export --trained_model weights/ssd300_mAP_77.43_v2.pth --dataset VOC --out ssd300.onnx
     python -m utils.export --trained_model none --num_classes 21 --out ssd300_random.onnx   # random weights
+
+The model is built as it was trained, from the facts recorded beside the weights (``utils.checkpoint``); a bare
+classic ``.pth`` takes the prior config of ``--dataset`` (default VOC). The facts are written beside the exported
+file too (``ssd300.json``: size, class names, prior config), so a deployment knows what the outputs mean.
+The caller's model is left as it was: a copy is exported, on the CPU.
 
 The graph takes ``input [B, 3, size, size]`` (float32; RGB images minus MEANS, exactly what ``data.preprocess``
 makes; B is a dynamic axis) and returns
@@ -17,10 +23,12 @@ NMS is left out of the graph (ONNX NonMaxSuppression differs between runtimes an
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import warnings
 from collections.abc import Sequence
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -28,6 +36,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from layers.box_utils import decode
+from utils.checkpoint import (
+    CheckpointError,
+    ModelFacts,
+    describe_state_dict,
+    model_from_facts,
+    read_checkpoint,
+    resolve_facts,
+    write_sidecar,
+)
+from utils.cli import fail
 
 OPSET = 17
 FORMATS = ("onnx",)
@@ -57,13 +75,21 @@ class DecodedSSD(nn.Module):
         return decode(loc, self.priors, self.variance), F.softmax(conf.float(), dim=-1)
 
 
+def _cpu_copy(net: nn.Module) -> nn.Module:
+    """A CPU copy of ``net`` in eval mode; ``net`` itself keeps its device, mode and parameters."""
+    shared = {id(net.cfg): net.cfg} if isinstance(getattr(net, "cfg", None), MappingProxyType) else {}
+    return copy.deepcopy(net, memo=shared).cpu().eval()  # a read-only config is shared: it cannot be copied
+
+
 def export_onnx(net: nn.Module, out: str | os.PathLike[str], opset: int = OPSET) -> str:
     """Write ``net`` (an ``ssd.SSD``) with decoding and softmax as ONNX to ``out``, batch axis dynamic.
+
+    ``net`` is not changed: a CPU copy in eval mode is exported.
 
     Returns:
         the path written.
     """
-    model = DecodedSSD(net).eval().cpu()
+    model = DecodedSSD(_cpu_copy(net)).eval()
     example = torch.zeros(2, 3, net.size, net.size)
     out = os.fspath(out)
     with torch.no_grad(), warnings.catch_warnings():
@@ -169,23 +195,33 @@ def detections_from_outputs(
 # --------------------------------------------------------------------------------------------- command line
 
 
-def _load_network(trained_model: str, size: int, num_classes: int | None) -> nn.Module:
-    """The SSD to export: weights from a file (via ``utils.checkpoint``), or random for ``none``."""
-    if trained_model.lower() == "none":
+def _load_network(args: argparse.Namespace) -> tuple[nn.Module, ModelFacts | None]:
+    """The SSD to export and its facts: weights from a file (built from its recorded facts, see
+    ``utils.checkpoint.resolve_facts``), or random for ``none`` (no facts)."""
+    if args.trained_model.lower() == "none":
         from ssd import build_ssd
 
-        return build_ssd("test", size=size, num_classes=num_classes or 21).eval()
-    from utils.checkpoint import load_model
-
-    return load_model(trained_model, phase="test", size=size, num_classes=num_classes)
+        return build_ssd("test", size=args.size or 300, num_classes=args.num_classes or 21).eval(), None
+    sd, meta = read_checkpoint(args.trained_model)
+    found_classes = describe_state_dict(sd)[1]
+    if args.num_classes is not None and args.num_classes != found_classes:
+        raise CheckpointError(
+            f"--num_classes {args.num_classes} contradicts {args.trained_model}, which scores {found_classes} classes"
+        )
+    facts, description = resolve_facts(
+        args.trained_model, sd, meta, dataset=args.dataset, size=args.size, classes=args.classes
+    )
+    print(description)
+    return model_from_facts(facts, sd, "test", source=args.trained_model), facts
 
 
 def check_against_torch(net: nn.Module, path: str, batch: int = 2, seed: int = 0) -> tuple[float, float]:
-    """Max abs difference of (boxes, scores) between onnxruntime and PyTorch on a seeded random batch."""
+    """Max abs difference of (boxes, scores) between onnxruntime and PyTorch (a CPU copy of ``net``) on a seeded
+    random batch."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 3, net.size, net.size, generator=gen) * 255 - 128
     with torch.no_grad():
-        ref_boxes, ref_scores = DecodedSSD(net).eval()(x)
+        ref_boxes, ref_scores = DecodedSSD(_cpu_copy(net)).eval()(x)
     boxes, scores = run_onnx(onnx_session(path), x.numpy())
     return float(np.abs(boxes - ref_boxes.numpy()).max()), float(np.abs(scores - ref_scores.numpy()).max())
 
@@ -193,7 +229,12 @@ def check_against_torch(net: nn.Module, path: str, batch: int = 2, seed: int = 0
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export SSD (network + box decoding + softmax) for deployment.")
     parser.add_argument("--trained_model", required=True, help="weights file, or 'none' for random weights")
-    parser.add_argument("--size", type=int, default=300, choices=(300, 512))
+    parser.add_argument(
+        "--size", type=int, default=None, choices=(300, 512), help="default: the weights' (300 for none)"
+    )
+    parser.add_argument("--dataset", type=str.upper, default=None, choices=("VOC", "COCO"),
+                        help="prior config for weights without a sidecar (default VOC)")  # fmt: skip
+    parser.add_argument("--classes", default=None, help="class names (one per line) for weights without a sidecar")
     parser.add_argument("--num_classes", type=int, default=None, help="default: from the weights (21 for none)")
     parser.add_argument("--format", default="onnx", choices=FORMATS)
     parser.add_argument("--out", required=True, help="output file, e.g. model.onnx")
@@ -208,19 +249,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.opset < OPSET:
         parser.error(f"--opset must be at least {OPSET}, got {args.opset}")
 
-    from utils.checkpoint import CheckpointError
-    from utils.cli import fail
-
     try:
-        net = _load_network(args.trained_model, args.size, args.num_classes)
-    except (CheckpointError, ValueError) as exc:
+        net, facts = _load_network(args)
+    except (CheckpointError, ValueError, OSError) as exc:
         fail("export", str(exc))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     export_onnx(net, args.out, args.opset)
     print(
-        f"wrote {args.out}: input [B,3,{args.size},{args.size}] -> boxes [B,{net.priors.shape[0]},4], "
+        f"wrote {args.out}: input [B,3,{net.size},{net.size}] -> boxes [B,{net.priors.shape[0]},4], "
         f"scores [B,{net.priors.shape[0]},{net.num_classes}]"
     )
+    if facts is not None:
+        print(f"wrote {write_sidecar(args.out, facts)}: the model facts (size, class names, prior config)")
     if args.check:
         box_diff, score_diff = check_against_torch(net, args.out)
         print(f"onnxruntime vs PyTorch, max abs diff: boxes {box_diff:.2e}, scores {score_diff:.2e}")

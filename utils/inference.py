@@ -1,9 +1,10 @@
 """Run a test-phase SSD on BGR images and turn its output into pixel boxes; draw them.
 
-    from utils.inference import detect_images
+    from utils.inference import detect_images, load_detector
+    net, facts, _ = load_detector("weights/ssd300_VOC_120000.pth")   # size, priors and classes from the weights
     dets = detect_images(net, [cv2.imread("dog.jpg")], conf_thresh=0.5)
     for class_index, score, (x1, y1, x2, y2) in dets[0]:
-        print(class_names[class_index], score, x1, y1, x2, y2)
+        print(facts.class_names[class_index], score, x1, y1, x2, y2)
 
 Class indices index the class *names* (VOC_CLASSES, a ``--classes`` file…): the model's class ``c`` (0 is
 background) is reported as ``c - 1``. Boxes are ``(x1, y1, x2, y2)`` in 0-based pixels — the relative box times the
@@ -13,8 +14,9 @@ image width/height, as the classic test script computed them — clipped to the 
 from __future__ import annotations
 
 import colorsys
+import os
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -23,6 +25,10 @@ from torch import Tensor, nn
 
 from data.config import MEANS
 from data.transforms import preprocess
+from utils.checkpoint import ModelFacts, model_from_facts, read_checkpoint, resolve_facts
+
+if TYPE_CHECKING:
+    from ssd import SSD
 
 Detection = tuple[int, float, list[float]]  # (class index into the names, score, [x1, y1, x2, y2] pixels)
 
@@ -53,6 +59,31 @@ def choose_device(cuda: bool | None) -> torch.device:
     if cuda and not torch.cuda.is_available():
         raise ValueError("--cuda true but no CUDA device is available (use --cuda false)")
     return torch.device("cuda" if cuda else "cpu")
+
+
+def load_detector(
+    path: str | os.PathLike[str],
+    dataset: str | None = None,
+    size: int | None = None,
+    classes: str | os.PathLike[str] | Sequence[str] | None = None,
+    cuda: bool | None = None,
+    **detect_kwargs: Any,
+) -> tuple[SSD, ModelFacts, str]:
+    """A weights file → the test-phase SSD it was trained as, on the chosen device, ready for :func:`detect_images`.
+
+    The model facts come from the weights (sidecar or checkpoint) or, for a bare ``.pth``, from ``dataset`` /
+    ``size`` / ``classes`` (see :func:`utils.checkpoint.resolve_facts`; flags that contradict recorded facts are
+    a ``CheckpointError``). ``detect_kwargs`` go to ``Detect`` (``top_k``, ``conf_thresh``, …).
+
+    Returns:
+        the model, its facts (``facts.class_names`` names the class indices :func:`detect_images` reports), and
+        the one-line description the scripts print.
+    """
+    device = choose_device(cuda)
+    sd, meta = read_checkpoint(path)
+    facts, description = resolve_facts(path, sd, meta, dataset=dataset, size=size, classes=classes)
+    net = model_from_facts(facts, sd, "test", source=os.fspath(path), **detect_kwargs)
+    return net.to(device), facts, description
 
 
 def model_device(net: nn.Module) -> torch.device:

@@ -93,3 +93,58 @@ def test_cli_fails_with_one_line_for_a_missing_file(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.pth" in err[0]
     assert not (tmp_path / "m.onnx").exists()
+
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")],
+    ),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_export_leaves_the_callers_model_as_it_was(monkeypatch: pytest.MonkeyPatch, tmp_path, device: str) -> None:
+    """export_onnx hands ONNX a CPU copy in eval mode; the caller's model keeps device, mode and parameters."""
+    exported = []
+    monkeypatch.setattr(torch.onnx, "export", lambda model, *args, **kwargs: exported.append(model))
+    torch.manual_seed(2)
+    net = build_ssd("train", 300, 3).to(device).train()
+    net.vgg[0].eval()  # a mixed state must survive too
+    before = {k: (v.clone(), v.data_ptr()) for k, v in net.state_dict().items()}
+    modes = [m.training for m in net.modules()]
+
+    export.export_onnx(net, tmp_path / "m.onnx")
+
+    assert [m.training for m in net.modules()] == modes and net.phase == "train"
+    for key, value in net.state_dict().items():
+        assert value.device.type == device and value.data_ptr() == before[key][1]
+        assert torch.equal(value, before[key][0])
+    assert net.priors.device.type == device
+    (model,) = exported
+    assert not any(m.training for m in model.modules())
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    assert model.net is not net
+
+
+def test_cli_builds_from_the_sidecar_and_writes_it_beside_the_export(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Custom aspect ratios recorded beside the weights give the exported graph their priors, without flags."""
+    from data.config import voc
+    from layers import PriorBox
+    from utils.checkpoint import ModelFacts, read_sidecar, write_sidecar
+
+    exported = []
+    monkeypatch.setattr(torch.onnx, "export", lambda model, *args, **kwargs: exported.append(model))
+    cfg = dict(voc, aspect_ratios=((2, 3),) * 6, name="custom")
+    torch.manual_seed(3)
+    trained = build_ssd("train", 300, 3, cfg=cfg)
+    weights = tmp_path / "ssd300_VOC_20.pth"
+    torch.save(trained.state_dict(), weights)
+    facts = ModelFacts.from_model(trained, ["circle", "square"], "VOC")
+    write_sidecar(weights, facts)
+    out = tmp_path / "deploy" / "ssd300.onnx"
+    assert export.main(["--trained_model", str(weights), "--out", str(out), "--no-check"]) == 0
+    (model,) = exported
+    assert torch.equal(model.priors, PriorBox(cfg).forward()) and model.priors.shape == (11640, 4)
+    assert read_sidecar(out) == facts

@@ -95,3 +95,28 @@ def test_draw_detections_copies_and_draws() -> None:
 def test_class_color_is_bright_bgr(index: int) -> None:
     color = class_color(index)
     assert len(color) == 3 and max(color) == 255 and all(0 <= v <= 255 for v in color)
+
+
+def test_load_detector_runs_the_model_as_recorded(tmp_path) -> None:
+    """Size, priors and class names come from the sidecar; Detect settings from the call; flags may not contradict."""
+    from data.config import voc512
+    from layers import PriorBox
+    from ssd import build_ssd
+    from utils.checkpoint import CheckpointError, ModelFacts, write_sidecar
+    from utils.inference import load_detector
+
+    cfg = dict(voc512, aspect_ratios=((2,),) * 7, name="custom")
+    torch.manual_seed(4)
+    trained = build_ssd("train", 512, 3, cfg=cfg, batch_norm=True)
+    weights = tmp_path / "ssd512_VOC_5.pth"
+    torch.save(trained.state_dict(), weights)
+    write_sidecar(weights, ModelFacts.from_model(trained, ["circle", "square"], "VOC"))
+
+    net, facts, line = load_detector(weights, cuda=False, top_k=7, conf_thresh=0.2)
+    assert (net.size, net.phase, net.training, net.batch_norm) == (512, "test", False, True)
+    assert (net.detect.top_k, net.detect.conf_thresh) == (7, 0.2)
+    assert torch.equal(net.priors, PriorBox(cfg).forward()) and net.loc[1].out_channels == 4 * 4
+    assert facts.class_names == ("circle", "square")
+    assert line.startswith("model: SSD512 BatchNorm custom priors, 2 classes from ") and "(circle, square)" in line
+    with pytest.raises(CheckpointError, match="--size 300 contradicts"):
+        load_detector(weights, size=300, cuda=False)
