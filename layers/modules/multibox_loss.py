@@ -21,7 +21,8 @@ class MultiBoxLoss(nn.Module):
     2. Localisation loss: Smooth L1 over the positive priors.
     3. Confidence loss: cross-entropy over the positives and, per image, the ``neg_pos`` x positives
        background priors with the highest loss (at most P - 1).
-    Both are summed over the batch and divided by the number of positives (at least 1).
+    Both are summed over the batch and divided by the number of positives (at least 1); :meth:`sums` gives
+    them before that division, for normalising by the positives of a whole data-parallel batch.
 
     The positional arguments are the classic ones, so ``MultiBoxLoss(C, 0.5, True, 0, True, 3, 0.5, False)``
     reads as it always did. Only what the classic did is implemented: ``prior_for_matching`` and ``neg_mining``
