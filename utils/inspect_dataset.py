@@ -37,7 +37,8 @@ from torch import Tensor
 from data import COCO_ROOT, MEANS, VOC_ROOT, VOCAnnotationTransform, get_config
 from data.common import targets_array
 from data.priors import load_prior_config, prior_config_dict, save_prior_config
-from layers import PriorBox, jaccard, point_form
+from layers import PriorBox, point_form
+from layers.box_utils import batched_jaccard
 from utils.cli import dataset_class_names, fail, read_class_names, str2bool
 
 PROG = "inspect_dataset"
@@ -235,7 +236,7 @@ def best_priors(truths: Tensor, priors: Tensor, chunk: int = 512) -> tuple[Tenso
     corners = point_form(priors)
     best, index, positives = [], [], []
     for start in range(0, truths.shape[0], chunk):  # chunks keep the [n, P] IoU matrix small
-        iou = jaccard(truths[start : start + chunk], corners)
+        iou = batched_jaccard(truths[None, start : start + chunk], corners)[0]  # in place: faster than jaccard
         value, arg = iou.max(dim=1)
         best.append(value)
         index.append(arg)
@@ -574,8 +575,29 @@ def print_table(summary: Mapping[str, Any]) -> None:
     print(f"pictures: {summary['pictures']} read, {summary['pictures_skipped']} skipped; prior fit by size: {sizes}")
     for item in summary["skipped"][:10]:
         print(f"skipped {item['file']}: {item['reason']}")
-    if "suggest" in summary:
-        print(f"suggested priors: fit {summary['suggest']['before']} -> {summary['suggest']['after']}")
+    suggest = summary.get("suggest", {})
+    if "after" in suggest:
+        print(f"suggested priors ({suggest['file']}): fit {suggest['before']} -> {suggest['after']}")
+
+
+def suggestion(inv: Inventory, cfg: Mapping[str, Any], fit: PriorFit, path: Path, seed: int) -> dict[str, Any]:
+    """Write the suggested prior config to ``path``; returns the fit before and after, and the config."""
+    if not fit.objects.size:
+        return {"skipped": "no non-difficult objects to fit priors to"}
+    before = fit.summary["overall"]
+    suggested = suggest_config(inv, cfg, seed)
+    after = prior_fit(inv, suggested).summary["overall"]
+    if after < before:  # the sample misled the choice: keep the config in use
+        suggested, after = cfg, before
+    save_prior_config(path, suggested)
+    fields = prior_config_dict(suggested)
+    return {
+        "before": before,
+        "after": after,
+        "priors": {"before": fit.summary["priors"], "after": int(PriorBox(suggested).forward().shape[0])},
+        "config": {key: fields[key] for key in ("min_sizes", "max_sizes", "aspect_ratios")},
+        "file": str(path),
+    }
 
 
 def inspect(args: argparse.Namespace) -> dict[str, Any]:
@@ -598,20 +620,8 @@ def inspect(args: argparse.Namespace) -> dict[str, Any]:
     }
     fit = prior_fit(inv, cfg)
     summary["prior_fit"] = fit.summary
-    if args.suggest and fit.objects.size:
-        suggested = suggest_config(inv, cfg, args.seed)
-        after = prior_fit(inv, suggested).summary["overall"]
-        if after < fit.summary["overall"]:  # the sample misled the choice: keep the config in use
-            suggested, after = cfg, fit.summary["overall"]
-        save_prior_config(out / "suggested_prior_config.json", suggested)
-        fields = prior_config_dict(suggested)
-        summary["suggest"] = {
-            "before": fit.summary["overall"],
-            "after": after,
-            "priors": {"before": fit.summary["priors"], "after": int(PriorBox(suggested).forward().shape[0])},
-            "config": {k: fields[k] for k in ("min_sizes", "max_sizes", "aspect_ratios")},
-            "file": str(out / "suggested_prior_config.json"),
-        }
+    if args.suggest:
+        summary["suggest"] = suggestion(inv, cfg, fit, out / "suggested_prior_config.json", args.seed)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     if inv.refs:
         plot_boxes(inv, fit, cfg, str(out / "boxes.png"))
