@@ -39,7 +39,7 @@ from data.common import targets_array
 from data.priors import load_prior_config, prior_config_dict, save_prior_config
 from layers import PriorBox, point_form
 from layers.box_utils import batched_jaccard
-from utils.cli import dataset_class_names, fail, read_class_names, str2bool
+from utils.cli import fail, resolve_class_names, str2bool
 
 PROG = "inspect_dataset"
 THRESHOLD = 0.5  # the matching threshold of training (MultiBoxLoss overlap_thresh)
@@ -103,7 +103,7 @@ def open_datasets(args: argparse.Namespace) -> tuple[list[Any], list[str]]:
             return parts, list(parts[0].class_names)
         from data import VOCDetection
 
-        names = read_class_names(args.classes) if args.classes else dataset_class_names("VOC")
+        names, _ = resolve_class_names(args.classes, dataset="VOC")
         target = VOCAnnotationTransform(names, keep_difficult=True)
         return [VOCDetection(args.dataset_root, image_sets=sets, target_transform=target)], names
     except (OSError, ValueError, KeyError, ImportError) as err:
