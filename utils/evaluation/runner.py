@@ -100,6 +100,7 @@ def run_inference(
         num_workers=num_workers,
         collate_fn=_collate,
         pin_memory=device.type == "cuda",
+        generator=torch.Generator(),  # its own stream: the workers' base seed is not drawn from the global RNG
     )
     channels_last = device.type == "cuda"
     dtype = AMP_DTYPES[amp]
