@@ -101,15 +101,34 @@ class Validator:
         self.indices = select_subset(len(dataset), num_images)
         self._view: TestPhaseView | None = None
         if metric == "coco":
-            by_name = dict(zip(dataset.class_names, dataset.category_ids))
-            unknown = [n for n in self.class_names if n not in by_name]
-            if unknown:
-                raise ValueError(f"unknown class(es) {', '.join(unknown)}: not categories of {dataset.root}")
-            self.category_ids = [by_name[n] for n in self.class_names]
-            self.image_ids = [dataset.ids[i] for i in self.indices]
+            self._check_coco()
         else:
-            for index in self.indices:  # fail now rather than at the first evaluation
-                dataset.pull_objects(int(index))
+            self._check_voc()
+
+    def _check_coco(self) -> None:
+        """The class names are categories of the split, and the split has ground truth."""
+        by_name = dict(zip(self.dataset.class_names, self.dataset.category_ids))
+        unknown = [n for n in self.class_names if n not in by_name]
+        if unknown:
+            raise ValueError(f"unknown class(es) {', '.join(unknown)}: not categories of {self.dataset.root}")
+        if not self.dataset.coco.getAnnIds():
+            raise ValueError(f"{self.dataset.root} {self.dataset.image_set} has no annotations to validate against")
+        self.category_ids = [by_name[n] for n in self.class_names]
+        self.image_ids = [self.dataset.ids[i] for i in self.indices]
+
+    def _check_voc(self) -> None:
+        """The dataset labels objects in the order of the class names, and the subset's annotations read."""
+        mapping = self.dataset.target_transform.class_to_ind
+        labelled = sorted(mapping, key=mapping.__getitem__)
+        wanted = [n.strip().lower() for n in self.class_names]
+        if labelled != wanted:
+            k = next((i for i, (a, b) in enumerate(zip(labelled, wanted)) if a != b), min(len(labelled), len(wanted)))
+            raise ValueError(
+                f"{self.dataset.root}: the dataset's class {k} is {labelled[k] if k < len(labelled) else None!r}, "
+                f"the model's is {wanted[k] if k < len(wanted) else None!r} ({len(labelled)} vs {len(wanted)} classes)"
+            )
+        for index in self.indices:  # fail now rather than at the first evaluation
+            self.dataset.pull_objects(int(index))
 
     def evaluate(self, net: nn.Module) -> ValidationResult:
         """Score ``net`` (an SSD in either phase, or DDP/DataParallel around one) on the subset.

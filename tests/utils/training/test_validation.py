@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from data import VOC_CLASSES, VOCAnnotationTransform, VOCDetection
+from data import VOC_CLASSES, VOCAnnotationTransform, VOCDetection, get_config
 from data.synthetic import make_image, make_voc_dataset
 from ssd import SSD, build_ssd
 from utils.training import validation
@@ -42,12 +42,12 @@ def _load_eval() -> ModuleType:
     return module
 
 
-def _tiny_ssd(num_classes: int = 21, batch_norm: bool = False) -> SSD:
+def _tiny_ssd(num_classes: int = 21, batch_norm: bool = False, dataset: str = "VOC") -> SSD:
     """A fixed-seed train-phase SSD300. The conv4_3 and conv7 heads are muted (background logit +20): the random
     detector's remaining boxes are large enough to hit the synthetic objects, so the mAP compared is not zero."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        net = build_ssd("train", 300, num_classes, batch_norm=batch_norm)
+        net = build_ssd("train", 300, num_classes, get_config(dataset, 300), batch_norm=batch_norm)
     with torch.no_grad():
         for head in list(net.conf)[:2]:
             head.bias[::num_classes] = 20.0
@@ -146,6 +146,9 @@ def test_errors_leave_the_model_in_training_mode(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="metric must be one of"):
         Validator([], VOC_CLASSES, 300, "voc12")
     root = Path(make_voc_dataset(tmp_path / "voc", num_train=0, num_test=2, seed=3))
+    swapped = [VOC_CLASSES[1], VOC_CLASSES[0], *VOC_CLASSES[2:]]
+    with pytest.raises(ValueError, match="class 0 is 'aeroplane', the model's is 'bicycle' \\(20 vs 20 classes\\)"):
+        Validator(_voc(root), swapped, 300)
     validator = Validator(_voc(root), VOC_CLASSES, 300, num_images=1)
     net = _tiny_ssd()
     with pytest.raises(ValueError, match="takes 300 px pictures, the validator was built for 512"):
@@ -230,10 +233,12 @@ def test_coco_ap_as_eval_cli(tmp_path: Path) -> None:
     from data import COCODetection
 
     root = _tiny_coco(tmp_path / "coco")
-    net = _tiny_ssd(num_classes=3)
-    weights, out = tmp_path / "ssd300_COCO_5.pth", tmp_path / "eval"
+    net = _tiny_ssd(num_classes=3, dataset="COCO")  # a COCO run's priors, as eval.py builds for --dataset COCO
+    weights, out, classes = tmp_path / "ssd300_COCO_5.pth", tmp_path / "eval", tmp_path / "classes.txt"
     torch.save(net.state_dict(), weights)
+    classes.write_text("car\nbottle\n")
     argv = ["--dataset", "COCO", "--coco_root", str(root), "--trained_model", str(weights), "--cuda", "false"]
+    argv += ["--classes", str(classes)]
     assert _load_eval().main(argv + ["--save_folder", str(out), "--batch_size", "2", "--num_workers", "0"]) == 0
     expected = json.loads((out / "results.json").read_text())
 
@@ -245,3 +250,7 @@ def test_coco_ap_as_eval_cli(tmp_path: Path) -> None:
         assert abs(value - expected[key]) <= 1e-9, key
     with pytest.raises(ValueError, match="unknown class"):
         Validator(dataset, ["car", "boat"], 300, "coco")
+    split = json.loads((root / "annotations" / "instances_val2014.json").read_text())
+    (root / "annotations" / "instances_test2015.json").write_text(json.dumps({**split, "annotations": []}))
+    with pytest.raises(ValueError, match="test2015 has no annotations"):
+        Validator(COCODetection(str(root), "test2015", skip_bad=False), ["car", "bottle"], 300, "coco")
