@@ -51,7 +51,6 @@ FACTS_KEY = "model_facts"  # where a full training checkpoint keeps them
 PRIOR_KEYS: tuple[str, ...] = (
     "name", "min_dim", "feature_maps", "steps", "min_sizes", "max_sizes", "aspect_ratios", "variance", "clip",
 )  # fmt: skip
-_PER_MAP_KEYS = ("feature_maps", "steps", "min_sizes", "max_sizes", "aspect_ratios")
 _BACKGROUND_NAMES = ("background", "__background__")
 # the prior-config names of data.config → (dataset, size), for checkpoints that record only the name
 _KNOWN_CONFIGS: dict[str, tuple[str, int]] = {
