@@ -24,8 +24,8 @@ from torch import Tensor
 
 from data import VOCAnnotationTransform, VOCDetection
 from data.config import COCO_ROOT, VOC_ROOT
-from utils.checkpoint import CheckpointError, describe_state_dict, model_from_state_dict, read_checkpoint
-from utils.cli import dataset_class_names, fail, read_class_names, str2bool
+from utils.checkpoint import CheckpointError, ModelFacts, model_from_facts, read_checkpoint, resolve_facts
+from utils.cli import fail, str2bool
 from utils.evaluation.coco import evaluate_coco
 from utils.evaluation.devkit import load_annotations, parse_rec, voc_eval, write_devkit_files
 from utils.evaluation.plots import plot_pr_curves
@@ -41,7 +41,7 @@ __all__ = ["devkit_iou", "load_annotations", "main", "match_detections", "parse_
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Single Shot MultiBox Detector evaluation")
     p.add_argument("--trained_model", default=os.path.join("weights", "ssd300_mAP_77.43_v2.pth"))
-    p.add_argument("--dataset", type=str.upper, choices=("VOC", "COCO"), default="VOC")
+    p.add_argument("--dataset", type=str.upper, choices=("VOC", "COCO"), default="VOC", help="dataset layout")
     p.add_argument(
         "--dataset_root", "--voc_root", "--coco_root", dest="dataset_root", default=None,
         help=f"the VOCdevkit or COCO folder (default {VOC_ROOT} or {COCO_ROOT})",
@@ -82,22 +82,19 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- model
-def class_names_for(args: argparse.Namespace, sd: Mapping[str, Tensor], meta: Mapping[str, Any]) -> list[str] | None:
-    """``--classes``, else the names a training checkpoint recorded (when their count fits); None: the dataset's."""
-    if args.classes:
-        return read_class_names(args.classes)
-    recorded = meta.get("class_names")
-    if isinstance(recorded, (list, tuple)) and len(recorded) == describe_state_dict(sd)[1] - 1:
-        return [str(n) for n in recorded]
-    return None
+def model_facts(args: argparse.Namespace, sd: Mapping[str, Tensor], meta: Mapping[str, Any]) -> ModelFacts:
+    """The model the weights are run as: their sidecar's (or checkpoint's) facts, checked against the flags; for a
+    bare ``.pth``, priors from ``--dataset``/``--size`` and classes from ``--classes`` or the dataset. Printed."""
+    facts, line = resolve_facts(args.trained_model, sd, meta, args.dataset, args.size, args.classes)
+    print(line)
+    return facts
 
 
-def build_eval_model(args: argparse.Namespace, sd: Mapping[str, Tensor], names: Sequence[str]) -> torch.nn.Module:
-    """The test-phase SSD for ``names`` (+ background) loaded strictly from ``sd``, on the chosen device."""
+def build_eval_model(args: argparse.Namespace, facts: ModelFacts, sd: Mapping[str, Tensor]) -> torch.nn.Module:
+    """The test-phase SSD of ``facts`` loaded strictly from ``sd``, on the chosen device."""
     device = choose_device(args.cuda)
     detect_kwargs = {"top_k": args.top_k, "conf_thresh": args.confidence_threshold, "nms_thresh": args.nms_threshold}
-    net = model_from_state_dict(sd, "test", args.size, len(names) + 1, source=args.trained_model, **detect_kwargs)
-    net = net.to(device)
+    net = model_from_facts(facts, sd, "test", source=args.trained_model, **detect_kwargs).to(device)
     return net.to(memory_format=torch.channels_last) if device.type == "cuda" else net
 
 
@@ -108,14 +105,15 @@ def evaluate_voc_split(args: argparse.Namespace) -> dict[str, Any]:
     if not os.path.isdir(root):
         raise ValueError(f"VOC root not found: {root} (set --dataset_root or SSD_DATA_ROOT)")
     choose_device(args.cuda)  # fail early on --cuda true without CUDA
+    dataset = VOCDetection(root, [(args.year, set_type)], skip_bad=False)
     sd, meta = read_checkpoint(args.trained_model)
-    names = class_names_for(args, sd, meta) or dataset_class_names("VOC")
-    target = VOCAnnotationTransform(class_to_ind=names, keep_difficult=True)
-    dataset = VOCDetection(root, [(args.year, set_type)], target_transform=target, skip_bad=False)
+    facts = model_facts(args, sd, meta)
+    names = list(facts.class_names)
+    dataset.target_transform = VOCAnnotationTransform(class_to_ind=names, keep_difficult=True)
     indices = select_subset(len(dataset), args.num_images)
     for index in indices:  # every annotation is read and validated before the long part starts
         dataset.pull_objects(int(index))
-    net = build_eval_model(args, sd, names)
+    net = build_eval_model(args, facts, sd)
     pictures = EvalPictures(dataset, indices, net.size, with_truth=True)
     workers = default_workers() if args.num_workers is None else args.num_workers
     dets, truths = run_inference(net, pictures, args.batch_size, workers, args.confidence_threshold, amp=args.amp)
@@ -156,14 +154,15 @@ def evaluate_coco_split(args: argparse.Namespace) -> dict[str, Any] | None:
     if not os.path.isdir(root):
         raise ValueError(f"COCO root not found: {root} (set --dataset_root or SSD_DATA_ROOT)")
     choose_device(args.cuda)
-    sd, meta = read_checkpoint(args.trained_model)
     dataset = COCODetection(root, image_set=set_type, skip_bad=False)
-    names = class_names_for(args, sd, meta) or list(dataset.class_names)
+    sd, meta = read_checkpoint(args.trained_model)
+    facts = model_facts(args, sd, meta)
+    names = list(facts.class_names)
     by_name = dict(zip(dataset.class_names, dataset.category_ids))
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise ValueError(f"unknown class(es) {', '.join(unknown)}: not categories of {root}/annotations")
-    net = build_eval_model(args, sd, names)
+    net = build_eval_model(args, facts, sd)
     indices = select_subset(len(dataset), args.num_images)
     pictures = EvalPictures(dataset, indices, net.size, with_truth=False)
     workers = default_workers() if args.num_workers is None else args.num_workers

@@ -233,6 +233,16 @@ def _voc_oracle(names: list[str]) -> OracleSSD:
     return OracleSSD(per_image)
 
 
+def _use_oracle(monkeypatch: pytest.MonkeyPatch, names: list[str], oracle, dataset: str = "VOC") -> None:
+    """The fake weights stand for a model of ``names`` answering as ``oracle()``."""
+    from data import get_config
+    from utils.checkpoint import ModelFacts
+
+    facts = ModelFacts(300, False, tuple(names), get_config(dataset, 300), dataset)
+    monkeypatch.setattr(ev, "model_facts", lambda args, sd, meta: facts)
+    monkeypatch.setattr(ev, "build_eval_model", lambda args, facts, sd: oracle())
+
+
 @pytest.mark.parametrize("use_07", ["true", "false"])
 def test_voc_oracle_scores_one(
     tmp_path: Path,
@@ -244,7 +254,7 @@ def test_voc_oracle_scores_one(
 ) -> None:
     classes = tmp_path / "classes.txt"
     classes.write_text("\n".join(TINY_CLASSES))
-    monkeypatch.setattr(ev, "build_eval_model", lambda args, sd, names: _voc_oracle(list(names)))
+    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _voc_oracle(TINY_CLASSES))
     out = tmp_path / "eval"
     argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
     argv += ["--save_folder", str(out), "--num_workers", "0", "--batch_size", "1", "--use_07_metric", use_07]
@@ -274,7 +284,7 @@ def test_voc_cleanup_removes_detection_files(
 ) -> None:
     classes = tmp_path / "classes.txt"
     classes.write_text("\n".join(TINY_CLASSES))
-    monkeypatch.setattr(ev, "build_eval_model", lambda args, sd, names: _voc_oracle(list(names)))
+    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _voc_oracle(TINY_CLASSES))
     out = tmp_path / "eval"
     argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
     assert ev.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--cleanup"]) == 0
@@ -304,11 +314,10 @@ def test_missing_roots_exit_clearly(tmp_path: Path, fake_weights: Path, capsys: 
 
 
 def test_unknown_class_exits_clearly(
-    tmp_path: Path, voc_root: Path, fake_weights: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, voc_root: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    classes = tmp_path / "classes.txt"
-    classes.write_text("dog\ncat\n")
-    argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
+    _use_oracle(monkeypatch, ["dog", "cat"], lambda: _voc_oracle(TINY_CLASSES))
+    argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights)]
     err = _fail_line(capsys, argv + ["--save_folder", str(tmp_path / "out")])
     assert "b.xml" in err and "class 'person'" in err and "not in the class list" in err
 
@@ -327,8 +336,12 @@ def test_checkpoint_from_other_num_classes_names_keys(
     torch.save(build_ssd("train", 300, 3).state_dict(), weights)
     argv = ["--voc_root", str(voc_root), "--trained_model", str(weights), "--save_folder", str(tmp_path / "out")]
     err = _fail_line(capsys, argv)  # VOC: 20 classes + background
-    assert str(weights) in err and "3 classes" in err and "21 classes" in err
-    assert "conf.0.weight checkpoint [12, 512, 3, 3] vs model [84, 512, 3, 3]" in err
+    assert str(weights) in err and "scores 2 classes" in err and "--classes" in err
+    from data import VOC_CLASSES
+
+    (tmp_path / "voc.txt").write_text("\n".join(VOC_CLASSES))
+    err = _fail_line(capsys, argv + ["--classes", str(tmp_path / "voc.txt")])
+    assert str(weights) in err and "scores 2 classes" in err and "voc.txt names 20" in err
 
 
 # ----------------------------------------------------------------------------- COCO
@@ -372,7 +385,7 @@ def _coco_oracle() -> OracleSSD:
 def test_coco_oracle_scores_one(
     tmp_path: Path, coco_root: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ev, "build_eval_model", lambda args, sd, names: _coco_oracle())
+    _use_oracle(monkeypatch, [f"class{c}" for c in COCO_CAT_IDS], _coco_oracle, dataset="COCO")
     out = tmp_path / "eval"
     argv = ["--dataset", "COCO", "--coco_root", str(coco_root), "--trained_model", str(fake_weights)]
     assert ev.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--batch_size", "2"]) == 0
