@@ -119,9 +119,11 @@ def test_same_map_as_eval_cli(tmp_path: Path, voc_root: str, reference: Validati
 @pytest.mark.parametrize("num_workers", [0, 1])
 def test_model_state_and_random_streams_untouched(voc_root: str, num_workers: int) -> None:
     net = _tiny_ssd(batch_norm=True)
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(2)
-        net(torch.randn(2, 3, 300, 300))  # running statistics away from their initial values
+    g = torch.Generator().manual_seed(2)
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics a training left
+        bn.running_mean.uniform_(-1.0, 1.0, generator=g)
+        bn.running_var.uniform_(0.5, 2.0, generator=g)
+        bn.num_batches_tracked += 7
     net.extras[0].eval()  # a module the training keeps frozen
     before = {k: v.clone() for k, v in net.state_dict().items()}
     modes = [m.training for m in net.modules()]
@@ -136,7 +138,7 @@ def test_model_state_and_random_streams_untouched(voc_root: str, num_workers: in
     assert random.getstate() == py_state
     after = net.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
-    assert before["vgg.1.num_batches_tracked"].item() == 1
+    assert before["vgg.1.num_batches_tracked"].item() == 7
     assert [m.training for m in net.modules()] == modes and net.training and not net.extras[0].training
     assert torch.is_grad_enabled() and all(p.grad is None for p in net.parameters())
     assert result.metric == "voc10" and result.num_images == 1 and math.isfinite(result.value)
