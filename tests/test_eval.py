@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -291,56 +292,47 @@ def test_voc_cleanup_removes_detection_files(
     assert not (out / "results").exists() and (out / "results.json").is_file()
 
 
-def _fail_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        ev.main(argv)
-    assert info.value.code != 0
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
-def test_missing_roots_exit_clearly(tmp_path: Path, fake_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_roots_exit_clearly(tmp_path: Path, fake_weights: Path, fail_line: Callable[..., str]) -> None:
     common = ["--trained_model", str(fake_weights), "--save_folder", str(tmp_path / "out")]
-    err = _fail_line(capsys, ["--voc_root", str(tmp_path / "nowhere")] + common)
+    err = fail_line(ev.main, ["--voc_root", str(tmp_path / "nowhere")] + common)
     assert "VOC root not found" in err and "nowhere" in err
     (tmp_path / "empty").mkdir()
-    err = _fail_line(capsys, ["--voc_root", str(tmp_path / "empty"), "--year", "2012"] + common)
+    err = fail_line(ev.main, ["--voc_root", str(tmp_path / "empty"), "--year", "2012"] + common)
     assert "VOC2012" in err and "test.txt" in err
-    err = _fail_line(capsys, ["--dataset", "COCO", "--coco_root", str(tmp_path / "nococo")] + common)
+    err = fail_line(ev.main, ["--dataset", "COCO", "--coco_root", str(tmp_path / "nococo")] + common)
     assert "COCO root not found" in err and "nococo" in err
-    err = _fail_line(capsys, ["--dataset", "COCO", "--coco_root", str(tmp_path / "empty")] + common)
+    err = fail_line(ev.main, ["--dataset", "COCO", "--coco_root", str(tmp_path / "empty")] + common)
     assert "instances_val2014.json" in err
 
 
 def test_unknown_class_exits_clearly(
-    tmp_path: Path, voc_root: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, voc_root: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch, fail_line: Callable[..., str]
 ) -> None:
     _use_oracle(monkeypatch, ["dog", "cat"], lambda: _voc_oracle(TINY_CLASSES))
     argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights)]
-    err = _fail_line(capsys, argv + ["--save_folder", str(tmp_path / "out")])
+    err = fail_line(ev.main, argv + ["--save_folder", str(tmp_path / "out")])
     assert "b.xml" in err and "class 'person'" in err and "not in the class list" in err
 
 
-def test_missing_checkpoint_exits_clearly(tmp_path: Path, voc_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_checkpoint_exits_clearly(tmp_path: Path, voc_root: Path, fail_line: Callable[..., str]) -> None:
     argv = ["--voc_root", str(voc_root), "--trained_model", str(tmp_path / "none.pth")]
-    err = _fail_line(capsys, argv + ["--save_folder", str(tmp_path / "out")])
+    err = fail_line(ev.main, argv + ["--save_folder", str(tmp_path / "out")])
     assert "checkpoint not found" in err and "none.pth" in err
 
 
 @pytest.mark.slow
 def test_checkpoint_from_other_num_classes_names_keys(
-    tmp_path: Path, voc_root: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, voc_root: Path, fail_line: Callable[..., str]
 ) -> None:
     weights = tmp_path / "ssd300_3.pth"
     torch.save(build_ssd("train", 300, 3).state_dict(), weights)
     argv = ["--voc_root", str(voc_root), "--trained_model", str(weights), "--save_folder", str(tmp_path / "out")]
-    err = _fail_line(capsys, argv)  # VOC: 20 classes + background
+    err = fail_line(ev.main, argv)  # VOC: 20 classes + background
     assert str(weights) in err and "scores 2 classes" in err and "--classes" in err
     from data import VOC_CLASSES
 
     (tmp_path / "voc.txt").write_text("\n".join(VOC_CLASSES))
-    err = _fail_line(capsys, argv + ["--classes", str(tmp_path / "voc.txt")])
+    err = fail_line(ev.main, argv + ["--classes", str(tmp_path / "voc.txt")])
     assert str(weights) in err and "scores 2 classes" in err and "voc.txt names 20" in err
 
 

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -56,15 +57,6 @@ def _image(path: Path, h: int, w: int, seed: int) -> np.ndarray:
     cv2.circle(img, (w // 2, h // 2), min(h, w) // 4, (0, 0, 255), -1)
     assert cv2.imwrite(str(path), img)
     return cv2.imread(str(path))
-
-
-def _fail_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        script.main(argv)
-    assert info.value.code != 0
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.mark.slow
@@ -205,46 +197,46 @@ def test_custom_classes_on_a_bare_pth_run_with_voc_priors(tmp_path: Path, capsys
     np.testing.assert_allclose([d["box"] for d in got], [box for _, _, box in expected], atol=1e-3)
 
 
-def test_missing_path_and_empty_folder(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    err = _fail_line(capsys, [str(tmp_path / "nowhere.jpg"), "--trained_model", str(model_file)])
+def test_missing_path_and_empty_folder(tmp_path: Path, model_file: Path, fail_line: Callable[..., str]) -> None:
+    err = fail_line(script.main, [str(tmp_path / "nowhere.jpg"), "--trained_model", str(model_file)])
     assert "nowhere.jpg" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    err = _fail_line(capsys, [str(empty), "--trained_model", str(model_file)])
+    err = fail_line(script.main, [str(empty), "--trained_model", str(model_file)])
     assert "holds no pictures" in err and str(empty) in err
 
 
 def test_class_names_that_do_not_fit_the_weights(
-    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, model_file: Path, fail_line: Callable[..., str]
 ) -> None:
     pic = tmp_path / "pic.jpg"
     _image(pic, 40, 40, 5)
-    err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file), "--dataset", "VOC"])
+    err = fail_line(script.main, [str(pic), "--trained_model", str(model_file), "--dataset", "VOC"])
     assert str(model_file) in err and "scores 2 classes (+ background) but the VOC class list names 20" in err
     # no names given: a 3-class file is not VOC (21) or COCO (81), and the error says how to name its classes
-    err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file)])
+    err = fail_line(script.main, [str(pic), "--trained_model", str(model_file)])
     assert "not VOC's 20 or COCO's 80" in err and "--classes" in err
 
 
-def test_missing_and_corrupt_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_and_corrupt_checkpoint(tmp_path: Path, fail_line: Callable[..., str]) -> None:
     pic = tmp_path / "pic.jpg"
     _image(pic, 40, 40, 6)
-    err = _fail_line(capsys, [str(pic), "--trained_model", str(tmp_path / "none.pth")])
+    err = fail_line(script.main, [str(pic), "--trained_model", str(tmp_path / "none.pth")])
     assert "checkpoint not found" in err and "none.pth" in err
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"garbage")
-    err = _fail_line(capsys, [str(pic), "--trained_model", str(corrupt)])
+    err = fail_line(script.main, [str(pic), "--trained_model", str(corrupt)])
     assert f"{corrupt} is not a readable weights file" in err and "weights_only" not in err
 
 
-def test_bad_classes_file(tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_classes_file(tmp_path: Path, model_file: Path, fail_line: Callable[..., str]) -> None:
     pic = tmp_path / "pic.jpg"
     _image(pic, 40, 40, 7)
     dup = tmp_path / "dup.txt"
     dup.write_text("cat\ncat\n")
-    err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file), "--classes", str(dup)])
+    err = fail_line(script.main, [str(pic), "--trained_model", str(model_file), "--classes", str(dup)])
     assert "dup.txt" in err and "cat" in err
     background = tmp_path / "background.txt"
     background.write_text("__Background__\ncircle\n")
-    err = _fail_line(capsys, [str(pic), "--trained_model", str(model_file), "--classes", str(background)])
+    err = fail_line(script.main, [str(pic), "--trained_model", str(model_file), "--classes", str(background)])
     assert "background.txt:1" in err and "'__Background__' is implicit (class 0)" in err

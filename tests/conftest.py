@@ -1,0 +1,60 @@
+"""Fixtures shared across the suite. Each restores any global state it touches."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+import torch
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test (training tests are faster and steadier so), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _pick_free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port_factory() -> Callable[[], int]:
+    """A function returning a free TCP port on the loopback interface (for fixtures wider than one test)."""
+    return _pick_free_port
+
+
+@pytest.fixture()
+def free_port(free_port_factory: Callable[[], int]) -> int:
+    """A free TCP port on the loopback interface."""
+    return free_port_factory()
+
+
+@pytest.fixture()
+def fail_line(capsys: pytest.CaptureFixture[str]) -> Callable[[Callable[[Sequence[str]], object], Sequence[str]], str]:
+    """A function ``(main, argv) -> str``: runs a script's ``main(argv)``, asserts it exits non-zero with exactly one
+    line on stderr, and returns that line."""
+
+    def run(main: Callable[[Sequence[str]], object], argv: Sequence[str]) -> str:
+        with pytest.raises(SystemExit) as info:
+            main(list(argv))
+        assert info.value.code not in (0, None), f"exit code {info.value.code!r}"
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        return err
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_voc(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A synthetic VOC root with 4 training and 1 test picture (shared by a test module, read only)."""
+    from data.synthetic import make_voc_dataset
+
+    return make_voc_dataset(str(tmp_path_factory.mktemp("tiny_voc")), num_train=4, num_test=1, seed=0)
