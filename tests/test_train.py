@@ -252,17 +252,60 @@ def test_resume_continues_exactly_with_dataloader_workers(voc_root, tmp_path) ->
     assert _losses(parts) == _losses(whole)
 
 
-def test_a_full_checkpoint_resumes_with_its_own_args(voc_root, tmp_path) -> None:
-    """``--resume X.ckpt`` alone continues the recorded run (seed, data, schedule); flags given still win."""
+def test_a_full_checkpoint_resumes_with_its_own_args(voc_root, tmp_path, capsys) -> None:
+    """``--resume X.ckpt`` continues the recorded run (seed, data, schedule); solver flags given still win;
+    locations come from the command line."""
     folder = tmp_path / "w"
     assert train.main(_argv(voc_root, folder, "--max_iter", "1", "--lr", "5e-4")) == 0
     ckpt = str(folder / "ssd300_VOC_last.ckpt")
-    assert train.main(["--resume", ckpt, "--max_iter", "2", "--num_workers", "0", "--cuda", "false"]) == 0
+    where = ["--dataset_root", voc_root, "--save_folder", str(folder), "--num_workers", "0", "--cuda", "false"]
+    assert train.main(["--resume", ckpt, "--max_iter", "2", *where]) == 0
+    out = capsys.readouterr().out
+    assert f"from {ckpt}: " in out and "--seed 3" in out and "--lr 0.0005" in out
     log = read_log(str(folder / "train_log.csv"))
     assert log["iter"] == [1, 2] and log["lr"] == [5e-4, 5e-4]
     assert torch.load(ckpt, weights_only=True)["args"]["seed"] == 3
-    assert train.main(["--resume", ckpt, "--max_iter", "3", "--lr", "1e-5", "--num_workers", "0"]) == 0
+    assert train.main(["--resume", ckpt, "--max_iter", "3", "--lr", "1e-5", *where]) == 0
+    assert "solver flags given on resume: --lr 1e-05" in capsys.readouterr().out
     assert read_log(str(folder / "train_log.csv"))["lr"] == [5e-4, 5e-4, 1e-5]
+
+
+def test_resume_takes_locations_from_the_command_line(voc_root, tmp_path, capsys) -> None:
+    """A moved run writes where it is told, and a changed data order is reported, not silent."""
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    assert train.main(_argv(voc_root, first, "--max_iter", "1")) == 0
+    ckpt = str(first / "ssd300_VOC_last.ckpt")
+    argv = _batch(2, _argv(voc_root, moved, "--max_iter", "2", "--resume", ckpt))
+    assert train.main(argv) == 0
+    assert "no longer an exact continuation" in capsys.readouterr().out
+    assert (moved / "ssd300_VOC_2.pth").is_file() and not (first / "ssd300_VOC_2.pth").exists()
+    assert torch.load(moved / "ssd300_VOC_last.ckpt", weights_only=True)["iteration"] == 2
+
+
+def test_resume_rejects_a_flag_that_contradicts_the_model(voc_root, tmp_path, capsys) -> None:
+    folder = tmp_path / "w"
+    assert train.main(_argv(voc_root, folder, "--max_iter", "1")) == 0
+    resume = ["--resume", str(folder / "ssd300_VOC_last.ckpt"), "--max_iter", "2", "--size", "512"]
+    assert train.main(_argv(voc_root, folder, *resume)) == 2
+    assert "--size 512 contradicts" in _one_error_line(capsys)
+
+
+def test_every_flag_has_a_resume_rule() -> None:
+    from utils.training.resume import RULES
+
+    dests = {a.dest for a in train.build_parser()._actions if a.dest != "help"}
+    assert dests == set(RULES)
+
+
+def test_a_new_run_never_overwrites_another_run(voc_root, tmp_path, capsys) -> None:
+    folder = tmp_path / "w"
+    assert train.main(_argv(voc_root, folder, "--max_iter", "1")) == 0
+    before = (folder / "ssd300_VOC_last.ckpt").read_bytes()
+    assert train.main(_argv(voc_root, folder, "--max_iter", "1")) == 2
+    line = _one_error_line(capsys)
+    assert "holds another run" in line and "--resume" in line and "--overwrite true" in line
+    assert (folder / "ssd300_VOC_last.ckpt").read_bytes() == before
+    assert train.main(_argv(voc_root, folder, "--max_iter", "1", "--overwrite", "true")) == 0
 
 
 def test_a_state_dict_resume_loads_weights_and_starts_at_start_iter(voc_root, tmp_path) -> None:
@@ -326,16 +369,16 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(voc_root, tmp_
 
 def test_sigterm_saves_both_files_for_the_current_iteration(voc_root, tmp_path, monkeypatch, capsys) -> None:
     class SignalledLoss(train.MultiBoxLoss):
-        def forward(self, predictions, targets):
+        def sums(self, predictions, targets):
             os.kill(os.getpid(), signal.SIGTERM)  # arrives during iteration 1
-            return super().forward(predictions, targets)
+            return super().sums(predictions, targets)
 
     monkeypatch.setattr(train, "MultiBoxLoss", SignalledLoss)
     folder = tmp_path / "w"
     handler = signal.getsignal(signal.SIGTERM)
-    assert train.main(_argv(voc_root, folder, "--max_iter", "50")) == 0
+    assert train.main(_argv(voc_root, folder, "--max_iter", "50")) == 143
     assert "stopped by SIGTERM at iteration 1" in capsys.readouterr().out
-    assert (folder / "ssd300_VOC_1.pth").is_file()
+    assert (folder / "ssd300_VOC_1.pth").is_file() and (folder / "ssd300_VOC_1.json").is_file()
     _check_checkpoint(str(folder / "ssd300_VOC_last.ckpt"), 1)
     assert signal.getsignal(signal.SIGTERM) is handler
 
@@ -363,7 +406,7 @@ def test_ctrl_c_from_outside_saves_and_exits_cleanly(voc_root, tmp_path) -> None
         out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == 130, err[-2000:]
     reached = int(out.split("stopped by SIGINT at iteration ")[1].split(";")[0])
     assert reached >= 1
     assert (folder / f"ssd300_VOC_{reached}.pth").is_file()
@@ -374,10 +417,10 @@ def _loss_with_nan_at(calls: set[int]) -> type:
     class NanLoss(train.MultiBoxLoss):
         count = 0
 
-        def forward(self, predictions, targets):
+        def sums(self, predictions, targets):
             NanLoss.count += 1
-            loss_l, loss_c = super().forward(predictions, targets)
-            return (loss_l * math.nan, loss_c) if NanLoss.count in calls else (loss_l, loss_c)
+            loss_l, loss_c, num_pos = super().sums(predictions, targets)
+            return (loss_l * math.nan if NanLoss.count in calls else loss_l), loss_c, num_pos
 
     return NanLoss
 

@@ -8,9 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
-import torch
 
 import train
 from utils.training.visdom_plot import LOSS_WINDOW, VisdomLossPlot
@@ -21,17 +21,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:--basenet none:UserWarning")
 SERVER = "http://127.0.0.1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def visdom_port(tmp_path_factory):
+def visdom_port(tmp_path_factory: pytest.TempPathFactory, free_port_factory: Callable[[], int]) -> Iterator[int]:
     """A visdom server on a free loopback port, started through run_server.main (`python -m visdom.server` would
     first try to download its JavaScript, which fails offline)."""
-    port = _free_port()
+    port = free_port_factory()
     env_path = tmp_path_factory.mktemp("visdom_env")
     code = (
         "import sys; sys.argv = ['visdom', '-port', sys.argv[1], '--hostname', '127.0.0.1', '-env_path', sys.argv[2]]; "
@@ -70,6 +64,7 @@ def test_the_plot_appends_loc_conf_and_total(visdom_port) -> None:
     assert plot.enabled
     plot.update(1, 2.0, 5.0)
     plot.update(2, 1.5, 4.0)
+    plot.close()
     traces = {t["name"]: t for t in _window_points(visdom_port, env="unit")}
     assert set(traces) == {"Loc Loss", "Conf Loss", "Total Loss"}
     assert traces["Loc Loss"]["y"] == [2.0, 1.5] and traces["Total Loss"]["y"] == [7.0, 5.5]
@@ -77,14 +72,10 @@ def test_the_plot_appends_loc_conf_and_total(visdom_port) -> None:
 
 
 @pytest.mark.slow
-def test_training_sends_the_loss_to_the_server(visdom_port, tmp_path) -> None:
-    from data.synthetic import make_voc_dataset
-
-    root = tmp_path / "voc"
-    make_voc_dataset(str(root), num_train=2, num_test=1, seed=0)
-    torch.set_num_threads(1)
+@pytest.mark.usefixtures("one_thread")
+def test_training_sends_the_loss_to_the_server(visdom_port: int, tmp_path, tiny_voc: str) -> None:
     argv = [
-        "--dataset_root", str(root), "--save_folder", str(tmp_path / "w"), "--basenet", "none", "--batch_size", "1",
+        "--dataset_root", tiny_voc, "--save_folder", str(tmp_path / "w"), "--basenet", "none", "--batch_size", "1",
         "--max_iter", "2", "--num_workers", "0", "--cuda", "false", "--seed", "0", "--visdom", "true",
         "--visdom_server", SERVER, "--visdom_port", str(visdom_port),
     ]  # fmt: skip
@@ -95,16 +86,12 @@ def test_training_sends_the_loss_to_the_server(visdom_port, tmp_path) -> None:
     assert traces["Total Loss"]["y"] == pytest.approx(logged)
 
 
-def test_an_unreachable_server_warns_once_and_training_completes(tmp_path) -> None:
-    from data.synthetic import make_voc_dataset
-
-    root = tmp_path / "voc"
-    make_voc_dataset(str(root), num_train=1, num_test=1, seed=0)
-    torch.set_num_threads(1)
+@pytest.mark.usefixtures("one_thread")
+def test_an_unreachable_server_warns_once_and_training_completes(tmp_path, tiny_voc: str, free_port: int) -> None:
     argv = [
-        "--dataset_root", str(root), "--save_folder", str(tmp_path / "w"), "--basenet", "none", "--batch_size", "1",
+        "--dataset_root", tiny_voc, "--save_folder", str(tmp_path / "w"), "--basenet", "none", "--batch_size", "1",
         "--max_iter", "1", "--num_workers", "0", "--cuda", "false", "--visdom", "true", "--visdom_server", SERVER,
-        "--visdom_port", str(_free_port()),
+        "--visdom_port", str(free_port),
     ]  # fmt: skip
     with pytest.warns(UserWarning, match="not reachable") as record:
         assert train.main(argv) == 0

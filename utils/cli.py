@@ -83,3 +83,11 @@ def resolve_class_names(
             "give its class list with --classes FILE"
         )
     return names, where
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,18 +13,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from data.config import MEANS
 from data.transforms import preprocess
+from utils.cli import available_cpus
 from utils.evaluation.voc import ImageDetections, ImageTruth
 from utils.inference import DetectionArrays, detect_batch
 
 AMP_DTYPES = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def default_workers(limit: int = 4) -> int:

@@ -1,2 +1,3 @@
-"""The training engine behind train.py: data order and seeding (data), checkpoint state and atomic saves (state),
-processes and devices (runtime), the loss log and plots (log, visdom_plot) and the learning-rate schedule (schedule)."""
+"""The training engine behind train.py: the loop and its step (engine), data order and seeding (data), checkpoint
+state and atomic saves (state), which flags a resume keeps (resume), processes and devices (runtime), logs and plots
+(log, visdom_plot, hooks), validation during training (validation) and the learning-rate schedule (schedule)."""

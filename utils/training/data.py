@@ -1,6 +1,7 @@
 """A resumable training data stream: the batch of every iteration is a pure function of (seed, iteration).
 
-Iteration ``i`` reads epoch ``e = i // B`` (``B`` batches per epoch and rank) at position ``i % B``. The order of
+Iteration ``i`` reads epoch ``e = i // B`` (``B`` batches per epoch and rank) at position ``i % B``, all from one
+DataLoader whose sampler runs on across epochs. The order of
 epoch ``e`` is the permutation that ``DistributedSampler(seed=seed)`` gives after ``set_epoch(e)`` (each rank
 takes its shard), and the augmentation of image ``index`` in epoch ``e`` draws from
 ``numpy.random.default_rng([seed, e, index])``. So a run resumed at iteration ``k`` sees exactly the batches an
@@ -109,6 +110,33 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+class RunBatchSampler:
+    """The batches of ``(epoch, index)`` keys of every iteration from ``start_iter`` on, across epochs, forever.
+
+    Iteration ``i`` is batch ``i % B`` of epoch ``i // B`` (``B`` = batches per epoch and rank), in the order of
+    :class:`EpochBatchSampler`: one DataLoader serves the whole run and its workers never restart.
+    """
+
+    def __init__(
+        self, dataset_len: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start_iter: int = 0
+    ) -> None:
+        self.per_epoch = batches_per_epoch(dataset_len, batch_size, world_size)
+        if self.per_epoch == 0:
+            raise ValueError(
+                f"the dataset has {dataset_len} images, fewer than one batch of {batch_size * world_size}: "
+                "lower --batch_size or add images"
+            )
+        self.dataset_len, self.batch_size, self.seed = dataset_len, batch_size, seed
+        self.rank, self.world_size, self.start_iter = rank, world_size, start_iter
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, position = divmod(self.start_iter, self.per_epoch)
+        while True:
+            args = (self.dataset_len, self.batch_size, self.seed, epoch, self.rank, self.world_size, position)
+            yield from EpochBatchSampler(*args)
+            epoch, position = epoch + 1, 0
+
+
 def iterate_batches(
     dataset: EpochIndexedDataset,
     *,
@@ -121,30 +149,20 @@ def iterate_batches(
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> Iterator[Any]:
-    """Yield the batches of iterations ``start_iter, start_iter + 1, ...`` forever, one DataLoader per epoch.
+    """Yield the batches of iterations ``start_iter, start_iter + 1, ...`` forever, from one DataLoader.
 
-    ``batch_size`` is the per-rank batch. Close the iterator (``.close()``) to stop the current epoch's workers.
+    ``batch_size`` is the per-rank batch. Close the iterator (``.close()``) to stop the workers.
     """
-    per_epoch = batches_per_epoch(len(dataset), batch_size, world_size)
-    if per_epoch == 0:
-        raise ValueError(
-            f"the dataset has {len(dataset)} images, fewer than one batch of {batch_size * world_size}: "
-            "lower --batch_size or add images"
-        )
-    iteration = start_iter
-    while True:
-        epoch, position = divmod(iteration, per_epoch)
-        sampler = EpochBatchSampler(len(dataset), batch_size, seed, epoch, rank, world_size, start_batch=position)
-        loader = DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            num_workers=num_workers,
-            collate_fn=collate_fn,
-            pin_memory=pin_memory,
-            worker_init_fn=seed_worker,
-            # Worker seeds come from this generator, not from the global torch RNG, which stays untouched.
-            generator=torch.Generator().manual_seed(seed * 100003 + epoch),
-        )
-        for batch in loader:
-            yield batch
-            iteration += 1
+    sampler = RunBatchSampler(len(dataset), batch_size, seed, rank, world_size, start_iter)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        pin_memory=pin_memory,
+        worker_init_fn=seed_worker,
+        # Worker seeds come from this generator, not from the global torch RNG, which stays untouched.
+        generator=torch.Generator().manual_seed(seed),
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+    yield from loader

@@ -1,8 +1,7 @@
-"""Where a training process runs (its DDP rank and device) and how the ranks agree: seed, stop, parameters."""
+"""Where a training process runs (its DDP rank and device), the seed the ranks share, signals, worker counts."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import threading
@@ -12,7 +11,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import nn
+
+from utils.cli import available_cpus
 
 
 @dataclass
@@ -81,19 +81,10 @@ class StopRequest:
         self.signum = signum
 
 
-def stop_agreed(rt: Runtime, requested: bool) -> bool:
-    """True when a stop was requested on any rank (a signal may reach only some of them)."""
-    if not rt.distributed:
-        return requested
-    flag = torch.tensor([1.0 if requested else 0.0], device=rt.device)
-    dist.all_reduce(flag)
-    return bool(flag.item() > 0)
-
-
-def parameter_digest(net: nn.Module) -> str:
-    """SHA-256 of every state_dict tensor's bytes (to show that DDP ranks hold identical models)."""
-    h = hashlib.sha256()
-    for key, value in sorted(net.state_dict().items()):
-        h.update(key.encode())
-        h.update(value.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+def worker_count(requested: int | str) -> int:
+    """DataLoader workers per process: ``requested``, or for ``"auto"`` the CPUs this process may use shared by the
+    processes of this machine (``LOCAL_WORLD_SIZE`` under torchrun), one left to each main process."""
+    if requested != "auto":
+        return int(requested)
+    local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, available_cpus() // local_ranks - 1)

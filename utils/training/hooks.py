@@ -1,0 +1,114 @@
+"""What runs after a training step besides the step itself: live plots and validation with the best checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from utils.training.engine import Session, say
+from utils.training.runtime import worker_count
+
+EVAL_COLUMNS = ("iter", "metric", "value", "seconds")
+
+
+class VisdomHook:
+    """Posts each step's losses (and each validation result) to a visdom server, rank 0 only."""
+
+    def __init__(self, s: Session) -> None:
+        from utils.training.visdom_plot import VisdomLossPlot
+
+        self.plot = VisdomLossPlot(s.args.visdom_server, s.args.visdom_port)
+
+    def __call__(self, s: Session) -> None:
+        losses = s.extra.get("last_losses")
+        if losses is not None:
+            self.plot.update(s.iteration, *losses)
+
+    def metric(self, iteration: int, name: str, value: float) -> None:
+        self.plot.metric(iteration, name, value)
+
+    def close(self) -> None:
+        self.plot.close()
+
+
+class ValidationHook:
+    """Every ``--eval_every`` iterations and at the last one: the validation metric on all ranks (sharded), a row
+    of ``eval_log.csv``, and ``..._best.pth`` (with its sidecar) rewritten atomically when the metric improves.
+
+    The best value and iteration live in ``s.extra["best"]``, which ``_last.ckpt`` records, so a resumed run
+    keeps its best.
+    """
+
+    def __init__(self, s: Session, dataset: Any, plot: VisdomHook | None) -> None:
+        from utils.training.validation import Validator
+
+        args = s.args
+        metric = "coco" if args.dataset == "COCO" else "voc07"
+        self.validator = Validator(
+            dataset, list(s.facts.class_names), args.size, metric, args.eval_images, batch_size=8,
+            num_workers=min(2, worker_count(args.num_workers)), rt=s.rt,
+        )  # fmt: skip
+        self.every = args.eval_every
+        self.path = os.path.join(args.save_folder, "eval_log.csv")
+        self.plot = plot
+        if s.rt.is_main:
+            keep_eval_rows(self.path, s.iteration)
+
+    def __call__(self, s: Session) -> None:
+        if s.iteration % self.every and s.iteration != s.args.max_iter:
+            return
+        result = self.validator.evaluate(s.net)
+        if not s.rt.is_main:
+            return
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([s.iteration, result.metric, repr(result.value), f"{result.seconds:.2f}"])
+        best = s.extra.get("best")
+        improved = math.isfinite(result.value) and (best is None or result.value > best["value"])
+        if improved:
+            s.extra["best"] = {"iteration": s.iteration, "metric": result.metric, "value": result.value}
+            s.save_weights(f"{s.prefix()}_best.pth")
+        note = " (best so far)" if improved else f" (best {best['value']:.4f} at {best['iteration']})" if best else ""
+        say(s.rt, f"validation at iteration {s.iteration}: {result.metric} {result.value:.4f}{note}")
+        if self.plot is not None:
+            self.plot.metric(s.iteration, result.metric, result.value)
+
+    def close(self) -> None:
+        return None
+
+
+def keep_eval_rows(path: str, upto: int) -> None:
+    """Start ``eval_log.csv`` (header), or drop the rows past iteration ``upto`` that a resumed run redoes."""
+    rows = []
+    if upto > 0 and os.path.isfile(path):
+        with open(path, newline="") as f:
+            rows = [r for r in list(csv.reader(f))[1:] if len(r) == len(EVAL_COLUMNS) and int(r[0]) <= upto]
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(EVAL_COLUMNS)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def build(s: Session, open_eval_dataset: Callable[[str], Any]) -> list[Any]:
+    """The hooks this run's flags ask for; ``open_eval_dataset(sets)`` opens the validation split."""
+    hooks: list[Any] = []
+    plot = VisdomHook(s) if s.args.visdom and s.rt.is_main else None
+    if plot is not None:
+        hooks.append(plot)
+    if s.args.eval_every > 0:
+        started = time.perf_counter()
+        hooks.append(ValidationHook(s, open_eval_dataset(s.args.eval_sets), plot))
+        say(s.rt, f"validation on {s.args.eval_sets} every {s.args.eval_every} iterations "
+                  f"(set up in {time.perf_counter() - started:.1f} s)")  # fmt: skip
+    return hooks
+
+
+def close(hooks: list[Any]) -> None:
+    for hook in hooks:
+        hook.close()
+
