@@ -17,10 +17,12 @@ def atomic_save(obj: Any, path: str) -> None:
 
     The data goes to a hidden temporary file in the same folder, is flushed and fsynced, then renamed over
     ``path`` (``os.replace`` is atomic on POSIX and Windows). If saving fails the temporary file is removed; a
-    process killed mid-write leaves at most a ``.*.tmp`` file beside an intact ``path``.
+    process killed mid-write leaves at most a ``.*.tmp`` file beside an intact ``path``, which the next save of
+    ``path`` removes once its writer is gone.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
@@ -33,6 +35,38 @@ def atomic_save(obj: Any, path: str) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(folder)
+
+
+def _temp_prefix(path: str) -> str:
+    return f".{os.path.basename(path)}."
+
+
+def remove_stale_temporaries(path: str) -> list[str]:
+    """Remove the temporary files an interrupted save of ``path`` left (``.NAME.PID.*.tmp`` whose process PID is
+    gone); returns their paths. A temporary file of a live writer is left alone."""
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = _temp_prefix(path)
+    removed = []
+    for name in os.listdir(folder):
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _umask() -> int:

@@ -65,7 +65,14 @@ def test_a_process_killed_mid_write_leaves_the_previous_checkpoint_intact(tmp_pa
     state = torch.load(path, weights_only=True)
     assert state["iteration"] == 1 and torch.equal(state["w"], torch.ones(1000))
     leftovers = [name for name in os.listdir(tmp_path) if name != "ssd300_VOC_last.ckpt"]
-    assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers)
+    assert len(leftovers) == 1 and leftovers[0].startswith(".") and leftovers[0].endswith(".tmp")
+    # the next save of that checkpoint removes what the dead writer left; a live writer's file stays
+    live = tmp_path / f".ssd300_VOC_last.ckpt.{os.getpid()}.abc.tmp"
+    live.write_bytes(b"partial")
+    other = tmp_path / ".other.ckpt.1.abc.tmp"
+    other.write_bytes(b"partial")
+    atomic_save({"iteration": 3}, path)
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, other.name, "ssd300_VOC_last.ckpt"])
 
 
 def test_rng_state_round_trips_through_a_weights_only_file(tmp_path) -> None:
