@@ -11,6 +11,12 @@ Writes ``SAVE_FOLDER/<image stem>_det.jpg`` per picture and ``SAVE_FOLDER/detect
 the detections scoring at least ``--visual_threshold``, boxes in 0-based pixels clipped to the image.
 A picture that cannot be read is skipped with one warning line; the others are still written, and the exit code
 is 1. The same inference is a Python call: ``utils.inference.detect_images``.
+
+A video file (by extension: ``utils.video.VIDEO_EXTENSIONS``) gives ``SAVE_FOLDER/<stem>_det.mp4`` (``.avi`` where
+OpenCV cannot write MPEG-4) and ``SAVE_FOLDER/<stem>_det.jsonl``, one line per frame:
+``{"frame": i, "time": seconds, "detections": [...]}``. ``--camera N`` (or a video path, read the same way) writes
+``camera<N>_det.*``, shows a window with the frame rate where a display exists, and stops on ``q``, Ctrl-C or
+``--max_frames``. detections.json holds still pictures only and is written only when some were given.
 """
 
 from __future__ import annotations
@@ -31,14 +37,32 @@ from data.voc0712 import IMAGE_EXTENSIONS
 from utils.checkpoint import CheckpointError
 from utils.cli import fail, str2bool
 from utils.inference import Detection, detect_images, draw_detections, load_detector
+from utils.video import (
+    VIDEO_EXTENSIONS,
+    VideoReadError,
+    annotate_video,
+    detection_dicts,
+    display_available,
+    is_video,
+    source_name,
+)
 
 PROG = "test.py"
 DETECT_CONF_THRESH = 0.01  # the test-time Detect default; a lower --visual_threshold lowers it
+EXIT_INTERRUPTED = 130  # Ctrl-C cut a video file short (the shell's code for SIGINT)
+
+
+def camera_source(value: str) -> int | str:
+    """``--camera``: an integer is a camera index, anything else a video file or stream URL."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Single Shot MultiBox Detector: detect and draw")
-    parser.add_argument("images", nargs="+", help="image files or folders of images")
+    parser.add_argument("images", nargs="*", help="image or video files, or folders of them")
     parser.add_argument("--trained_model", default=os.path.join("weights", "ssd300_mAP_77.43_v2.pth"))
     parser.add_argument("--size", type=int, choices=(300, 512), default=None, help="default: the weights'")
     parser.add_argument(
@@ -54,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save_folder", default="detections/", help="where annotated images and JSON go")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--top_k", type=int, default=200, help="detections kept per class before thresholding")
+    parser.add_argument(
+        "--camera", type=camera_source, default=None, help="camera index (0: the first) or a video path to read live"
+    )
+    parser.add_argument(
+        "--max_frames", type=int, default=0, help="stop each video or camera after this many frames (0: no limit)"
+    )
     return parser
 
 
@@ -65,17 +95,21 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--visual_threshold must be in [0, 1], got {args.visual_threshold}")
     if args.top_k < 1:
         raise ValueError(f"--top_k must be at least 1, got {args.top_k}")
+    if args.max_frames < 0:
+        raise ValueError(f"--max_frames must be 0 (no limit) or more, got {args.max_frames}")
+    if not args.images and args.camera is None:
+        raise ValueError("nothing to detect in: give image or video files or folders, or --camera N")
 
 
 def collect_images(paths: Sequence[str]) -> list[str]:
-    """Files named directly, plus the pictures (by extension, sorted) of each named folder."""
-    extensions = tuple({ext.lower() for ext in IMAGE_EXTENSIONS})
+    """Files named directly, plus the pictures and videos (by extension, sorted) of each named folder."""
+    extensions = tuple({ext.lower() for ext in IMAGE_EXTENSIONS} | set(VIDEO_EXTENSIONS))
     found: list[str] = []
     for path in paths:
         if os.path.isdir(path):
             names = sorted(n for n in os.listdir(path) if n.lower().endswith(extensions))
             if not names:
-                raise ValueError(f"folder {path} holds no pictures ({', '.join(sorted(extensions))})")
+                raise ValueError(f"folder {path} holds no pictures or videos ({', '.join(sorted(extensions))})")
             found += [os.path.join(path, n) for n in names]
         elif os.path.isfile(path):
             found.append(path)
@@ -91,7 +125,7 @@ def detection_record(path: str, img: np.ndarray, dets: list[Detection], names: S
         "image": path,
         "width": int(w),
         "height": int(h),
-        "detections": [{"label": names[c], "score": s, "box": box} for c, s, box in dets],
+        "detections": detection_dicts(dets, names),
     }
 
 
@@ -126,13 +160,47 @@ def detect_and_save(
     return records, skipped
 
 
-def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
-    """Detect on every picture of ``args.images``; write annotated copies and detections.json.
+def detect_pictures(net: nn.Module, paths: Sequence[str], names: Sequence[str], args: argparse.Namespace) -> list[str]:
+    """Annotate the pictures and write detections.json; returns the pictures skipped as unreadable."""
+    records, skipped = detect_and_save(net, paths, names, args)
+    json_path = os.path.join(args.save_folder, "detections.json")
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(records, f, indent=2)
+    print(f"wrote {json_path}: {len(records)} picture(s), {len(skipped)} skipped as unreadable")
+    return skipped
+
+
+def detect_stream(net: nn.Module, source: int | str, names: Sequence[str], args: argparse.Namespace) -> str:
+    """Annotate one video file or camera into SAVE_FOLDER; returns why it stopped ("end", "q" or "interrupt")."""
+    live = isinstance(source, int)
+    out_stem = os.path.join(args.save_folder, f"{source_name(source)}_det")
+    if source == args.camera:
+        print(f"reading {'camera ' if live else ''}{source}: Ctrl-C (or q in the window) stops")
+    summary = annotate_video(
+        net,
+        source,
+        out_stem,
+        names,
+        visual_threshold=args.visual_threshold,
+        batch_size=1 if live else args.batch_size,  # a live picture should not wait for a batch to fill
+        max_frames=args.max_frames,
+        show=source == args.camera and display_available(),
+    )
+    how = {"end": "", "q": " (stopped by q)", "interrupt": " (stopped by Ctrl-C)"}[summary.stopped]
+    print(f"{source}: {summary.frames} frame(s){how} -> {summary.video_path}, {summary.jsonl_path}")
+    return summary.stopped
+
+
+def run(args: argparse.Namespace) -> tuple[list[str], bool]:
+    """Detect in the pictures, videos and camera of ``args``; write annotated copies, detections.json (pictures
+    only, when any) and per video an annotated video and a JSON lines file.
 
     Returns:
-        the detections.json records and the paths skipped as unreadable.
+        the paths skipped as unreadable, and whether Ctrl-C cut a video file short (the rest is then not read).
     """
     paths = collect_images(args.images)
+    videos = [p for p in paths if is_video(p)]
+    pictures = [p for p in paths if not is_video(p)]
     net, facts, description = load_detector(
         args.trained_model,
         dataset=args.dataset,
@@ -144,22 +212,33 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
     )
     print(description)
     os.makedirs(args.save_folder, exist_ok=True)
-    records, skipped = detect_and_save(net, paths, facts.class_names, args)
-    json_path = os.path.join(args.save_folder, "detections.json")
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(records, f, indent=2)
-    print(f"wrote {json_path}: {len(records)} picture(s), {len(skipped)} skipped as unreadable")
-    return records, skipped
+    skipped = detect_pictures(net, pictures, facts.class_names, args) if pictures else []
+    for path in videos:
+        try:
+            stopped = detect_stream(net, path, facts.class_names, args)
+        except VideoReadError as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            print(f"{PROG}: warning: skipping {path}: {reason}", file=sys.stderr)
+            skipped.append(path)
+            continue
+        if stopped == "interrupt":
+            return skipped, True
+    if args.camera is not None:
+        detect_stream(net, args.camera, facts.class_names, args)  # any stop is a normal end for a camera
+    return skipped, False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Returns 0, or 1 when a picture was skipped; exits 2 with one line on stderr for a user error."""
+    """Returns 0; 1 when a picture or video was skipped; 130 when Ctrl-C cut a video file short. Exits 2 with one
+    line on stderr for a user error (a camera that will not open is one)."""
     args = build_parser().parse_args(argv)
     try:
         check_args(args)
-        _, skipped = run(args)
+        skipped, interrupted = run(args)
     except (CheckpointError, ValueError, OSError) as exc:
         fail(PROG, str(exc))
+    if interrupted:
+        return EXIT_INTERRUPTED
     return 1 if skipped else 0
 
 
