@@ -30,7 +30,7 @@ def _argv(root: str, folder, *extra: str) -> list[str]:
     return [
         "--dataset_root", root, "--save_folder", str(folder), "--basenet", "none", "--batch_size", "1",
         "--num_workers", "0", "--cuda", "false", "--seed", "5", "--log_every", "1", "--image_sets", "2007:trainval",
-        "--batch_norm", "true", *extra,
+        *extra,
     ]  # fmt: skip
 
 

@@ -1,0 +1,116 @@
+"""A user's journeys with their own data, end to end: train.py → eval.py → test.py with no flag repeated."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import train
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:--basenet none:UserWarning")]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str) -> ModuleType:
+    """A top-level script by path (``test`` would otherwise be the stdlib package)."""
+    spec = importlib.util.spec_from_file_location(f"_journey_{name}", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _train_argv(root: str, folder: Path, *extra: str) -> list[str]:
+    return [
+        "--dataset_root", root, "--save_folder", str(folder), "--basenet", "none", "--batch_size", "1",
+        "--max_iter", "1", "--num_workers", "0", "--cuda", "false", "--seed", "0", *extra,
+    ]  # fmt: skip
+
+
+def test_png_pictures_go_through_train_eval_and_test(tmp_path: Path, one_thread) -> None:
+    from data.synthetic import make_voc_dataset
+
+    root = make_voc_dataset(str(tmp_path / "voc"), num_train=2, num_test=2, seed=3)
+    pictures = Path(root, "VOC2007", "JPEGImages")
+    for jpg in list(pictures.glob("*.jpg")):
+        cv2.imwrite(str(jpg.with_suffix(".png")), cv2.imread(str(jpg)))
+        jpg.unlink()
+    weights = tmp_path / "w"
+    assert train.main(_train_argv(root, weights, "--image_sets", "2007:trainval")) == 0
+    model = weights / "ssd300_VOC_1.pth"
+    out = tmp_path / "eval"
+    argv = ["--trained_model", str(model), "--dataset_root", root, "--save_folder", str(out), "--num_workers", "0"]
+    assert _script("eval").main(argv + ["--cuda", "false"]) == 0
+    assert json.loads((out / "results.json").read_text())["num_images"] == 2
+    png = sorted(pictures.glob("*.png"))[-1]
+    argv = ["--trained_model", str(model), "--save_folder", str(tmp_path / "det"), "--cuda", "false", str(png)]
+    assert _script("test").main(argv) == 0
+    assert json.loads((tmp_path / "det" / "detections.json").read_text())[0]["image"] == str(png)
+
+
+def test_a_train_py_pth_loads_strictly_into_a_classic_layout_ssd(tmp_path: Path, tiny_voc: str, one_thread) -> None:
+    from ssd import build_ssd
+
+    assert train.main(_train_argv(tiny_voc, tmp_path / "w", "--image_sets", "2007:trainval")) == 0
+    state = torch.load(tmp_path / "w" / "ssd300_VOC_1.pth", weights_only=True)
+    net = build_ssd("test", 300, 21)
+    assert net.load_state_dict(state, strict=True) is not None  # no missing or unexpected keys
+    sidecar = json.loads((tmp_path / "w" / "ssd300_VOC_1.json").read_text())
+    assert sidecar["size"] == 300 and sidecar["num_classes"] == 21 and sidecar["prior_config"]["name"] == "VOC"
+
+
+def _coco_dataset(root: Path, split: str, names: list[str], seed: int) -> None:
+    """A COCO-format dataset of coloured rectangles with its own categories (ids 10, 20, 30)."""
+    rng = np.random.default_rng(seed)
+    (root / "images" / split).mkdir(parents=True)
+    (root / "annotations").mkdir(exist_ok=True)
+    images, annotations = [], []
+    for image_id in range(1, 4):
+        img = np.full((160, 200, 3), 40, np.uint8)
+        name = f"{split}_{image_id}.png"
+        for _ in range(2):
+            x, y, w, h = (int(v) for v in (rng.integers(0, 100), rng.integers(0, 80), 60, 50))
+            label = int(rng.integers(0, len(names)))
+            img[y : y + h, x : x + w] = (60 * (label + 1), 200 - 50 * label, 90)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 10 * (label + 1),
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})  # fmt: skip
+        cv2.imwrite(str(root / "images" / split / name), img)
+        images.append({"id": image_id, "file_name": name, "width": 200, "height": 160})
+    categories = [{"id": 10 * (i + 1), "name": n, "supercategory": "shape"} for i, n in enumerate(names)]
+    data = {"images": images, "annotations": annotations, "categories": categories}
+    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+
+
+def test_a_custom_coco_dataset_trains_evaluates_and_tests(tmp_path: Path, one_thread) -> None:
+    pytest.importorskip("pycocotools")
+    names = ["circle", "square", "kite"]
+    root = tmp_path / "coco"
+    _coco_dataset(root, "mytrain", names, seed=0)
+    _coco_dataset(root, "myval", names, seed=1)
+    weights = tmp_path / "w"
+    assert train.main(_train_argv(str(root), weights, "--dataset", "COCO", "--image_sets", "mytrain")) == 0
+    model = weights / "ssd300_COCO_1.pth"
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    assert sidecar["class_names"] == names and sidecar["num_classes"] == 4 and sidecar["dataset"] == "COCO"
+
+    out = tmp_path / "eval"
+    argv = ["--trained_model", str(model), "--dataset", "COCO", "--dataset_root", str(root), "--set_type", "myval"]
+    assert _script("eval").main(argv + ["--save_folder", str(out), "--num_workers", "0", "--cuda", "false"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["metric"] == "coco" and results["num_images"] == 3 and 0.0 <= results["AP"] <= 1.0
+
+    picture = root / "images" / "myval" / "myval_1.png"
+    argv = ["--trained_model", str(model), "--save_folder", str(tmp_path / "det"), "--visual_threshold", "0.0"]
+    assert _script("test").main(argv + ["--cuda", "false", str(picture)]) == 0
+    labels = {d["label"] for d in json.loads((tmp_path / "det" / "detections.json").read_text())[0]["detections"]}
+    assert labels and labels <= set(names)
+    assert os.path.isfile(tmp_path / "det" / "myval_1_det.jpg")
