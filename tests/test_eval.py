@@ -436,3 +436,34 @@ def test_end_to_end_on_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixt
     assert ev.main(argv + ["--use_07_metric", "false", "--save_folder", str(tmp_path / "eval10")]) == 0
     results10 = json.loads((tmp_path / "eval10" / "results.json").read_text())
     assert results10["metric"] == "voc10" and math.isfinite(results10["mAP"])
+
+
+# ----------------------------------------------------------------------------- ground truth validated as in training
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("<xmin>11</xmin>", "<xmin>90</xmin>"), "xmax < xmin"),  # an inverted box
+        (("<width>120</width>", "<width>240</width>"), "<size> says 240x80 but the image is 120x80"),
+        (("<ymax>70</ymax>", "<ymax>abc</ymax>"), "<ymax> is 'abc', expected a number"),
+        (("<difficult>0</difficult>", "<difficult>true</difficult>"), "<difficult> is 'true', expected a number"),
+        (("<difficult>0</difficult>", "<difficult>2</difficult>"), "<difficult> is 2, expected 0 or 1"),
+    ],
+)
+def test_broken_ground_truth_stops_with_the_file_and_field(
+    tmp_path: Path,
+    voc_root: Path,
+    fake_weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fail_line: Callable[..., str],
+    edit: tuple[str, str],
+    expected: str,
+) -> None:
+    xml = voc_root / "VOC2007" / "Annotations" / "a.xml"
+    text = xml.read_text()
+    assert edit[0] in text
+    xml.write_text(text.replace(edit[0], edit[1], 1))
+    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _voc_oracle(TINY_CLASSES))
+    argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--save_folder", str(tmp_path / "o")]
+    err = fail_line(ev.main, argv + ["--num_workers", "0"])
+    assert str(xml) in err and expected in err
+    assert not (tmp_path / "o" / "results.json").exists()
