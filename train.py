@@ -19,29 +19,37 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 
-from data import COCO_ROOT, MEANS, VOC_ROOT, detection_collate, get_config
+from data import COCO_ROOT, VOC_ROOT, detection_collate, get_config
 from layers import MultiBoxLoss
-from ssd import build_ssd
-from utils.checkpoint import CheckpointError, ModelFacts, facts_from_meta, fit_report, read_checkpoint, same_priors
-from utils.cli import read_class_names, str2bool
+from utils.checkpoint import CheckpointError, read_checkpoint
+from utils.cli import str2bool
 from utils.training import hooks
 from utils.training.data import EpochIndexedDataset, SeededTransform, batches_per_epoch, iterate_batches
-from utils.training.engine import Session, Stopped, TrainError, run_loop, say
+from utils.training.engine import Stopped, TrainError, run_loop, say
 from utils.training.log import TrainLog, plot_loss
-from utils.training.resume import merge_resumed_args, solver_changed
+from utils.training.resume import merge_resumed_args
 from utils.training.runtime import Runtime, StopRequest, setup_runtime, shared_seed, worker_count
-from utils.training.schedule import WarmupMultiStepLR
+from utils.training.setup import (
+    DEFAULT_BASENET,
+    augmentation,
+    build_session,
+    check_annotation_classes,
+    dataset_class_names,
+    guard_save_folder,
+    model_facts,
+    open_dataset,
+    resumed_facts,
+)
 
 PROG = "train.py"
-DEFAULT_BASENET = os.path.join("weights", "vgg16_reducedfc.pth")
 MAX_NONFINITE_STEPS = 5  # a run of this many non-finite losses in a row stops training
 # The plain model keeps the classic recipe. The BatchNorm model trained from scratch adds a linear warm-up as a
 # guard; benchmarks/results/bn_solver_sweep_cpu.json holds the measurement behind lr 1e-3 without clipping.
@@ -151,154 +159,6 @@ def check_args(args: argparse.Namespace, world_size: int) -> None:
         raise TrainError("--classes applies to VOC-layout datasets; a COCO-format dataset names its categories")
 
 
-# ----------------------------------------------------------------------------------------------- model & data
-
-
-def model_facts(args: argparse.Namespace, class_names: Sequence[str]) -> ModelFacts:
-    """Size, priors, BatchNorm and classes of the model this run trains (recorded beside every .pth)."""
-    cfg: Mapping[str, Any] = get_config(args.dataset, args.size)
-    if args.prior_config:
-        from data.priors import load_prior_config
-
-        cfg = load_prior_config(args.prior_config, args.size, cfg)
-    return ModelFacts(args.size, bool(args.batch_norm), tuple(class_names), cfg, args.dataset)
-
-
-def open_dataset(args: argparse.Namespace, transform: Any, image_sets: str, keep_difficult: bool = False) -> Any:
-    """The dataset of ``image_sets`` (VOC ``year:set`` pairs, or COCO splits) with ``transform``."""
-    if not os.path.isdir(args.dataset_root):
-        raise TrainError(
-            f"dataset root {args.dataset_root} not found: pass --dataset_root (or set SSD_DATA_ROOT), fetch the data "
-            "with data/scripts/*.sh, or generate a demo set with `python -m data.synthetic --out DIR`"
-        )
-    from data import COCODetection, VOCAnnotationTransform, VOCDetection
-
-    try:
-        if args.dataset == "COCO":
-            parts = [COCODetection(args.dataset_root, s.strip(), transform) for s in image_sets.split(",") if s.strip()]
-            return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
-        pairs = [tuple(item.strip().partition(":")[::2]) for item in image_sets.split(",") if item.strip()]
-        if not all(year and name for year, name in pairs):
-            raise ValueError(f"image sets are year:set pairs like 2007:trainval, got {image_sets!r}")
-        names = read_class_names(args.classes) if args.classes else None
-        target = VOCAnnotationTransform(class_to_ind=names, keep_difficult=keep_difficult)
-        skip_bad = transform is not None  # validation, like eval.py, stops on a broken file
-        return VOCDetection(args.dataset_root, pairs, transform, target, skip_bad=skip_bad)
-    except (OSError, ValueError, RuntimeError, KeyError, ImportError) as err:
-        raise TrainError(f"cannot open the {args.dataset} dataset at {args.dataset_root}: {err}") from err
-
-
-def dataset_class_names(dataset: Any) -> list[str]:
-    first = dataset.datasets[0] if isinstance(dataset, torch.utils.data.ConcatDataset) else dataset
-    return list(first.class_names)
-
-
-def check_annotation_classes(base: Any, classes_file: str) -> None:
-    """Every object in the annotations is in ``--classes``: a wrong class list deserves a clear stop, not a skip
-    per picture. Unreadable annotations are left to the dataset, which skips them."""
-    from data.voc0712 import read_voc_xml, voc_objects
-
-    known = {name.lower() for name in base.class_names}
-    for index in range(len(base)):
-        path = base._annopath % base.ids[index]
-        try:
-            names = {name for name, _, _ in voc_objects(read_voc_xml(path), path)}
-        except (OSError, ValueError):
-            continue
-        unknown = sorted(n for n in names if n.lower() not in known)
-        if unknown:
-            raise TrainError(
-                f"{path} has objects of class {', '.join(map(repr, unknown))}, which --classes {classes_file} "
-                f"({len(known)} names) does not list"
-            )
-
-
-def load_weights(net: nn.Module, args: argparse.Namespace, state: Mapping[str, Tensor]) -> None:
-    """The resumed state_dict, or the basenet into ``net.vgg``, or nothing (``--basenet none``)."""
-    if args.resume:
-        report = fit_report(net.state_dict(), state)
-        if report:
-            raise TrainError(f"checkpoint {args.resume} does not fit the model being trained: {report}")
-        net.load_state_dict(state)
-    elif args.basenet.lower() == "none":
-        if not args.batch_norm:
-            warnings.warn(
-                "--basenet none: the VGG16 backbone starts from random weights; the classic model trains poorly "
-                "that way (consider --batch_norm true)",
-                UserWarning,
-                stacklevel=2,
-            )
-    else:
-        path = _find_file(args.basenet)
-        if not os.path.isfile(path):
-            raise TrainError(
-                f"base network weights {path} not found: download vgg16_reducedfc.pth as weights/README.md "
-                "explains, or build it from torchvision's VGG16 with `python -m weights.convert_vgg16`, or pass "
-                "--basenet none to start from random weights"
-            )
-        vgg_state, _ = read_checkpoint(path)
-        report = fit_report(net.vgg.state_dict(), vgg_state)
-        if report:
-            raise TrainError(f"base network {path} does not fit the {'VGG16-BN' if args.batch_norm else 'VGG16'} "
-                             f"backbone: {report}")  # fmt: skip
-        net.vgg.load_state_dict(vgg_state)
-
-
-def _find_file(path: str) -> str:
-    """``path`` as given, or relative to this repository when it is not found from the working directory."""
-    if os.path.exists(path) or os.path.isabs(path):
-        return path
-    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), path)
-    return beside if os.path.exists(beside) else path
-
-
-def build_session(
-    args: argparse.Namespace, rt: Runtime, facts: ModelFacts, state: Mapping[str, Tensor], meta: Mapping[str, Any]
-) -> Session:
-    """Model, optimizer and schedule, from scratch, a basenet, a state_dict or a full checkpoint."""
-    torch.manual_seed(args.seed)
-    net = build_ssd("train", args.size, facts.num_classes, cfg=facts.prior_config, batch_norm=args.batch_norm)
-    load_weights(net, args, state)
-    net.to(rt.device)
-    if rt.device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    model = net
-    if rt.distributed:
-        if args.batch_norm and rt.device.type == "cuda":
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        device_ids = [rt.local_rank] if rt.device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
-    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    scheduler = WarmupMultiStepLR(optimizer, args.lr_steps, args.gamma, args.warmup)
-    scaler = torch.amp.GradScaler(rt.device.type, enabled=args.amp == "fp16")
-    s = Session(args, rt, net, model, optimizer, scheduler, scaler, facts)
-    if "optimizer" in meta:
-        optimizer.load_state_dict(meta["optimizer"])
-        scheduler.load_state_dict(meta["scheduler"])
-        if meta.get("scaler"):
-            scaler.load_state_dict(meta["scaler"])
-        s.iteration = int(meta["iteration"])
-        s.extra = dict(meta.get("extra", {}))
-        from utils.training.state import restore_rng_state
-
-        restore_rng_state(meta["rng"])
-        changed = solver_changed(args, meta["args"])
-        if changed:
-            s.scheduler = rebuild_schedule(optimizer, args, s.iteration)
-            say(rt, "solver flags given on resume: " + ", ".join(f"--{n} {getattr(args, n)}" for n in changed))
-    else:
-        s.iteration = args.start_iter
-    s.scheduler.jump_to(s.iteration)
-    return s
-
-
-def rebuild_schedule(optimizer: torch.optim.Optimizer, args: argparse.Namespace, iteration: int) -> WarmupMultiStepLR:
-    """A new schedule with the command line's solver flags, continuing at ``iteration`` from the restored state."""
-    for group in optimizer.param_groups:
-        group.update(initial_lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    return WarmupMultiStepLR(optimizer, args.lr_steps, args.gamma, args.warmup, last_epoch=iteration)
-
-
 # ----------------------------------------------------------------------------------------------- the run
 
 
@@ -321,34 +181,10 @@ def configure(args: argparse.Namespace, rt: Runtime) -> tuple[dict[str, Tensor],
     return state, meta
 
 
-def resumed_facts(args: argparse.Namespace, meta: Mapping[str, Any], fresh: ModelFacts) -> ModelFacts:
-    """A resumed run's model is the checkpoint's: class names and priors given by flags must agree with it."""
-    recorded = facts_from_meta(meta, args.resume) if meta else None
-    if recorded is None:
-        return fresh
-    if args.classes and [n.lower() for n in fresh.class_names] != [n.lower() for n in recorded.class_names]:
-        raise TrainError(f"--classes {args.classes} lists other classes than {args.resume} was trained with")
-    if args.prior_config and not same_priors(fresh.prior_config, recorded.prior_config):
-        raise TrainError(f"--prior_config {args.prior_config} differs from the priors {args.resume} was trained with")
-    return recorded
-
-
-def guard_save_folder(args: argparse.Namespace) -> None:
-    """A new run never overwrites another run's checkpoint or log unless ``--overwrite true``."""
-    if args.resume or args.overwrite or not os.path.isdir(args.save_folder):
-        return
-    taken = sorted(n for n in os.listdir(args.save_folder) if n.endswith("_last.ckpt") or n == "train_log.csv")
-    if taken:
-        raise TrainError(
-            f"--save_folder {args.save_folder} holds another run ({', '.join(taken)}): continue it with --resume, "
-            "choose another --save_folder, or pass --overwrite true to replace it"
-        )
-
-
 def train(args: argparse.Namespace, rt: Runtime) -> None:
     state, meta = configure(args, rt)
     guard_save_folder(args)
-    transform = SeededTransform(partial(_augmentation, args.size), args.seed)
+    transform = SeededTransform(partial(augmentation, args.size), args.seed)
     base = open_dataset(args, transform, args.image_sets)
     if args.classes:
         check_annotation_classes(base, args.classes)
@@ -386,12 +222,6 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
         hooks.close(after_step)
         if rt.is_main:
             _plot(args.save_folder)
-
-
-def _augmentation(size: int, rng: Any) -> Any:
-    from utils.augmentations import SSDAugmentation
-
-    return SSDAugmentation(size, MEANS, rng=rng)
 
 
 def _plot(folder: str) -> None:
