@@ -170,11 +170,14 @@ def detect_pictures(net: nn.Module, paths: Sequence[str], names: Sequence[str], 
     return skipped
 
 
-def detect_stream(net: nn.Module, source: int | str, names: Sequence[str], args: argparse.Namespace) -> str:
-    """Annotate one video file or camera into SAVE_FOLDER; returns why it stopped ("end", "q" or "interrupt")."""
+def detect_stream(
+    net: nn.Module, source: int | str, names: Sequence[str], args: argparse.Namespace, camera: bool = False
+) -> str:
+    """Annotate one video file, or the ``--camera`` source, into SAVE_FOLDER; returns why it stopped ("end", "q"
+    or "interrupt")."""
     live = isinstance(source, int)
     out_stem = os.path.join(args.save_folder, f"{source_name(source)}_det")
-    if source == args.camera:
+    if camera:
         print(f"reading {'camera ' if live else ''}{source}: Ctrl-C (or q in the window) stops")
     summary = annotate_video(
         net,
@@ -184,7 +187,7 @@ def detect_stream(net: nn.Module, source: int | str, names: Sequence[str], args:
         visual_threshold=args.visual_threshold,
         batch_size=1 if live else args.batch_size,  # a live picture should not wait for a batch to fill
         max_frames=args.max_frames,
-        show=source == args.camera and display_available(),
+        show=camera and display_available(),
     )
     how = {"end": "", "q": " (stopped by q)", "interrupt": " (stopped by Ctrl-C)"}[summary.stopped]
     print(f"{source}: {summary.frames} frame(s){how} -> {summary.video_path}, {summary.jsonl_path}")
@@ -224,7 +227,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], bool]:
         if stopped == "interrupt":
             return skipped, True
     if args.camera is not None:
-        detect_stream(net, args.camera, facts.class_names, args)  # any stop is a normal end for a camera
+        detect_stream(net, args.camera, facts.class_names, args, camera=True)  # any stop is a normal end for a camera
     return skipped, False
 
 

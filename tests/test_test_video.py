@@ -167,7 +167,7 @@ def test_camera_frames_stop_at_max_frames_or_the_end(tmp_path: Path) -> None:
     assert len(list(video.camera_frames(clip, max_frames=4))) == 4
     assert len(list(video.camera_frames(clip))) == 6
     assert len(list(video.camera_frames(clip, max_frames=10))) == 6
-    with pytest.raises(video.VideoReadError, match="no such video file"):
+    with pytest.raises(video.VideoReadError, match="none.mp4: no such video file"):
         next(video.camera_frames(str(tmp_path / "none.mp4")))
 
 
@@ -184,6 +184,25 @@ def test_ctrl_c_stops_cleanly_with_video_and_lines_one_to_one(tmp_path: Path) ->
     assert len(_lines(tmp_path / "cut_det.jsonl")) == 4 and len(_read_video(path)) == 4
 
 
+class InterruptedDetector(FixedDetector):
+    """Ctrl-C arrives while the second batch is in the network."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(self.batches) == 1:
+            raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def test_ctrl_c_during_detection_keeps_what_was_written(tmp_path: Path) -> None:
+    writer, path = video.open_writer(str(tmp_path / "mid_det"), FPS, (W, H))
+    with open(tmp_path / "mid_det.jsonl", "w", encoding="utf-8") as jsonl:
+        result = video.annotate_stream(InterruptedDetector(), iter(_frames(7)), NAMES, writer, jsonl, 0.5, 3, FPS)
+    writer.release()
+    assert result == (3, "interrupt")
+    assert [line["frame"] for line in _lines(tmp_path / "mid_det.jsonl")] == [0, 1, 2]
+    assert len(_read_video(path)) == 3
+
+
 def test_q_in_the_window_stops_after_that_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shown = []
     monkeypatch.setattr(cv2, "imshow", lambda title, frame: shown.append(frame.shape))
@@ -191,7 +210,7 @@ def test_q_in_the_window_stops_after_that_frame(tmp_path: Path, monkeypatch: pyt
     writer, path = video.open_writer(str(tmp_path / "q_det"), FPS, (W, H))
     with open(tmp_path / "q_det.jsonl", "w", encoding="utf-8") as jsonl:
         result = video.annotate_stream(
-            FixedDetector(), iter(_frames(6)), NAMES, writer, jsonl, 0.5, 1, FPS, video.LiveWindow()
+            FixedDetector(), iter(_frames(6)), NAMES, writer, jsonl, 0.5, 2, FPS, video.LiveWindow()
         )
     writer.release()
     assert result == (3, "q") and shown == [(H, W, 3)] * 3
@@ -248,14 +267,14 @@ def test_unreadable_video_is_skipped_and_bad_camera_exits_2(
     base = ["--trained_model", str(weights), "--save_folder", str(out), "--cuda", "false"]
     assert script.main([str(broken), *base]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"test.py: warning: skipping {broken}: ")
+    assert err == [f"test.py: warning: skipping {broken}: cannot open it as a video (unknown format or damaged file)"]
     assert not list(out.glob("broken_det*")) and not (out / "detections.json").exists()
 
     missing = tmp_path / "gone.avi"
     with pytest.raises(SystemExit) as info:
         script.main(["--camera", str(missing), *base])
     assert info.value.code == 2
-    assert capsys.readouterr().err.strip() == f"test.py: error: no such video file: {missing}"
+    assert capsys.readouterr().err.strip() == f"test.py: error: {missing}: no such video file"
 
 
 @pytest.mark.parametrize(

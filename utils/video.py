@@ -60,12 +60,13 @@ def source_name(source: int | str) -> str:
 def open_capture(source: int | str) -> cv2.VideoCapture:
     """An opened ``cv2.VideoCapture`` on a camera index or a video file; :class:`VideoReadError` if it will not open."""
     if isinstance(source, str) and not os.path.isfile(source):
-        raise VideoReadError(f"no such video file: {source}")
+        raise VideoReadError(f"{source}: no such video file")
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         cap.release()
-        what = f"camera {source}" if isinstance(source, int) else f"video {source}"
-        raise VideoReadError(f"cannot open {what}")
+        if isinstance(source, int):
+            raise VideoReadError(f"camera {source}: cannot open it (no such camera, or another program holds it)")
+        raise VideoReadError(f"{source}: cannot open it as a video (unknown format or damaged file)")
     return cap
 
 
@@ -182,54 +183,59 @@ def annotate_stream(
     """Detect in ``frames`` (BGR ``[H, W, 3]``, all one size) ``batch_size`` at a time; write each annotated frame
     to ``writer`` and one JSON line ``{"frame": i, "time": i / fps, "detections": [...]}`` to ``jsonl_file``.
 
-    Ctrl-C stops reading: the frames of the batch in hand are dropped, so the video and the lines stay one to one.
+    ``q`` in ``window`` stops after the frame it was pressed on. Ctrl-C stops at once: frames read but not yet
+    written are dropped, so the video and the lines stay one to one.
 
     Returns:
         the number of frames written, and why the stream stopped: "end", "q" or "interrupt".
     """
-    written, batch, stopped = 0, [], "end"
+    sink = _FrameSink(writer, jsonl_file, class_names, fps, window)
+    batch: list[np.ndarray] = []
     try:
         for frame in frames:
             batch.append(frame)
             if len(batch) == batch_size:
-                written, keep_going = _write_batch(
-                    net, batch, written, class_names, writer, jsonl_file, visual_threshold, fps, window
-                )
+                if not sink.write_batch(net, batch, visual_threshold):
+                    return sink.count, "q"
                 batch = []
-                if not keep_going:
-                    return written, "q"
-        if batch:
-            written, keep_going = _write_batch(
-                net, batch, written, class_names, writer, jsonl_file, visual_threshold, fps, window
-            )
-            stopped = "end" if keep_going else "q"
+        if batch and not sink.write_batch(net, batch, visual_threshold):
+            return sink.count, "q"
     except KeyboardInterrupt:
-        stopped = "interrupt"
-    return written, stopped
+        return sink.count, "interrupt"
+    return sink.count, "end"
 
 
-def _write_batch(
-    net: nn.Module,
-    batch: list[np.ndarray],
-    first: int,
-    class_names: Sequence[str],
-    writer: cv2.VideoWriter,
-    jsonl_file: IO[str],
-    visual_threshold: float,
-    fps: float,
-    window: LiveWindow | None,
-) -> tuple[int, bool]:
-    """Detect, draw, write ``batch``; returns the next frame index and False when the window asked to stop."""
-    keep_going = True
-    for offset, (frame, dets) in enumerate(zip(batch, detect_images(net, batch, visual_threshold, len(batch)))):
-        annotated = draw_detections(frame, dets, class_names)
-        writer.write(annotated)
-        index = first + offset
-        line = {"frame": index, "time": round(index / fps, 6), "detections": detection_dicts(dets, class_names)}
-        jsonl_file.write(json.dumps(line) + "\n")
-        if window is not None and keep_going:
-            keep_going = window.show(annotated)
-    return first + len(batch), keep_going
+class _FrameSink:
+    """Where annotated frames go: the video writer, the JSON lines file and the window; counts what it wrote."""
+
+    def __init__(
+        self,
+        writer: cv2.VideoWriter,
+        jsonl_file: IO[str],
+        class_names: Sequence[str],
+        fps: float,
+        window: LiveWindow | None,
+    ) -> None:
+        self.writer, self.jsonl_file, self.class_names = writer, jsonl_file, class_names
+        self.fps, self.window = fps, window
+        self.count = 0
+
+    def write_batch(self, net: nn.Module, batch: list[np.ndarray], visual_threshold: float) -> bool:
+        """Detect in ``batch``, draw and write each frame; False when ``q`` was pressed in the window."""
+        detections = detect_images(net, batch, visual_threshold, len(batch))
+        annotated = [draw_detections(frame, dets, self.class_names) for frame, dets in zip(batch, detections)]
+        for picture, dets in zip(annotated, detections):
+            self.writer.write(picture)
+            line = {
+                "frame": self.count,
+                "time": round(self.count / self.fps, 6),
+                "detections": detection_dicts(dets, self.class_names),
+            }
+            self.jsonl_file.write(json.dumps(line) + "\n")
+            self.count += 1
+            if self.window is not None and not self.window.show(picture):
+                return False
+        return True
 
 
 def annotate_video(
@@ -254,8 +260,7 @@ def annotate_video(
         frames = camera_frames(cap, max_frames)
         first = next(frames, None)
         if first is None:
-            what = f"camera {source}" if isinstance(source, int) else f"video {source}"
-            raise VideoReadError(f"{what} gives no frame")
+            raise VideoReadError(f"{'camera ' if isinstance(source, int) else ''}{source}: gives no frame")
         height, width = first.shape[:2]
         writer, video_path = open_writer(out_stem, fps, (width, height))
         jsonl_path = out_stem + ".jsonl"
