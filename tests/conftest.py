@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 import pytest
 import torch
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads_and_rngs() -> Iterator[None]:
+    """Every test leaves torch's thread count and the global torch, NumPy and Python RNGs as it found them, so a
+    test that seeds or sets threads cannot change the tests after it."""
+    threads = torch.get_num_threads()
+    torch_rng, numpy_rng, python_rng = torch.get_rng_state(), np.random.get_state(), random.getstate()  # noqa: NPY002
+    yield
+    torch.set_num_threads(threads)
+    torch.set_rng_state(torch_rng)
+    np.random.set_state(numpy_rng)  # noqa: NPY002
+    random.setstate(python_rng)
 
 
 @pytest.fixture()

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import random
-import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -168,12 +167,6 @@ def test_errors_leave_the_model_in_training_mode(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- DDP
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank_main(rank: int, world_size: int, port: int, voc_root: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -190,8 +183,10 @@ def _rank_main(rank: int, world_size: int, port: int, voc_root: str, out: str) -
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_give_the_single_process_map(tmp_path: Path, voc_root: str, reference: ValidationResult) -> None:
-    mp.spawn(_rank_main, args=(2, _free_port(), voc_root, str(tmp_path)), nprocs=2, join=True)
+def test_two_gloo_ranks_give_the_single_process_map(
+    tmp_path: Path, voc_root: str, reference: ValidationResult, free_port: int
+) -> None:
+    mp.spawn(_rank_main, args=(2, free_port, voc_root, str(tmp_path)), nprocs=2, join=True)
     single_one = Validator(_voc(voc_root), VOC_CLASSES, 300, "voc07", num_images=1, batch_size=1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
