@@ -1,6 +1,8 @@
 """Synthetic detection data in VOC layout: drawn, textured objects of a few VOC classes on textured backgrounds.
 
-    python -m data.synthetic --out DIR [--num_train 200] [--num_test 50] [--seed 0]
+    python -m data.synthetic --out DIR [--num_train 200] [--num_test 50] [--seed 0] [--classes car,sheep]
+        [--min_size 300] [--max_size 500] [--min_scale 0.1] [--max_scale 0.95] [--max_objects 5]
+        [--empty_prob 0.1] [--difficult_prob 0.1]
 
 makes DIR a VOC root (``DIR/VOC2007/{Annotations, JPEGImages, ImageSets/Main/{trainval,test}.txt}``) that
 ``VOCDetection(DIR, [("2007", "trainval")])`` reads and ``eval.py --voc_root DIR`` scores. It is the README's demo
@@ -15,7 +17,8 @@ Generator settings (``make_image`` / ``make_voc_dataset`` arguments in brackets)
   car = red rectangle with horizontal stripes, boat = blue triangle (apex up), sheep = white ellipse with
   speckles, bottle = yellow diamond with vertical stripes, person = green plus sign, tvmonitor = purple square
   frame around a dark screen. Labels are indices into ``VOC_CLASSES``.
-- Size: the box's longer side is s·min(width, height) with s log-uniform in [0.1, 0.95] (small to image-filling);
+- Size: the box's longer side is s·min(width, height) with s log-uniform in [0.1, 0.95] [scale_range] (small to
+  image-filling);
   aspect ratio (w/h) log-uniform in [0.5, 2] around the class's own (1.6 for car, 0.5 for bottle and person).
 - Placement: uniform inside the image; a new object (drawn on top) may overlap an earlier one up to IoU 0.35 and
   hide at most 35 % of its box; 20 tries, else the object is left out.
@@ -138,9 +141,11 @@ def _fits(box: np.ndarray, others: list[np.ndarray]) -> bool:
     return bool((iou <= MAX_IOU).all() and (inter / areas <= MAX_IOU).all())
 
 
-def _draw_size(rng: np.random.Generator, shape: Shape, width: int, height: int) -> tuple[int, int]:
-    """Box width and height: longer side log-uniform in [MIN_SCALE, MAX_SCALE]·min side, aspect around the class's."""
-    side = np.exp(rng.uniform(np.log(MIN_SCALE), np.log(MAX_SCALE))) * min(width, height)
+def _draw_size(
+    rng: np.random.Generator, shape: Shape, width: int, height: int, scale_range: tuple[float, float]
+) -> tuple[int, int]:
+    """Box width and height: longer side log-uniform in ``scale_range``·min side, aspect around the class's."""
+    side = np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))) * min(width, height)
     aspect = shape.aspect * np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
     w, h = (side, side / aspect) if aspect >= 1 else (side * aspect, side)
     return int(np.clip(round(w), 8, width - 2)), int(np.clip(round(h), 8, height - 2))
@@ -154,12 +159,15 @@ def make_image(
     max_objects: int = 5,
     empty_prob: float = 0.1,
     difficult_prob: float = 0.1,
+    scale_range: tuple[float, float] = (MIN_SCALE, MAX_SCALE),
 ) -> tuple[np.ndarray, np.ndarray, list[int], list[bool]]:
     """One synthetic image and its objects, in memory.
 
     Args:
         rng: the only source of randomness. width, height: image size in pixels (at least 24).
-        classes: names from ``SHAPES`` to draw from.
+        classes: names from ``SHAPES`` to draw from. max_objects: at most this many objects (at least 1).
+        empty_prob, difficult_prob: chance of an image without objects, of an object drawn faded and difficult.
+        scale_range: (low, high), 0 < low <= high <= 1: an object's longer side over the image's shorter side.
     Returns:
         img (np.ndarray[height, width, 3]) BGR uint8; boxes (np.ndarray[n, 4]) float32 0-based inclusive pixel
         corners ``(x1, y1, x2, y2)``; labels: n indices into ``VOC_CLASSES``; difficult: n flags. n may be 0.
@@ -167,6 +175,11 @@ def make_image(
     unknown = [name for name in classes if name not in SHAPES]
     if unknown:
         raise ValueError(f"no synthetic shape for classes {unknown}; choose from {list(SHAPES)}")
+    if not classes or max_objects < 1 or not 0 < scale_range[0] <= scale_range[1] <= 1:
+        raise ValueError(
+            f"need at least one class, max_objects >= 1 and 0 < low <= high <= 1 for scale_range, got "
+            f"{len(classes)} classes, max_objects {max_objects}, scale_range {tuple(scale_range)}"
+        )
     image = _background(rng, width, height)
     boxes: list[np.ndarray] = []
     labels: list[int] = []
@@ -175,7 +188,7 @@ def make_image(
     for _ in range(count):
         name = classes[int(rng.integers(len(classes)))]
         shape = SHAPES[name]
-        w, h = _draw_size(rng, shape, width, height)
+        w, h = _draw_size(rng, shape, width, height, scale_range)
         for _try in range(20):
             x1, y1 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
             box = np.array([x1, y1, x1 + w - 1, y1 + h - 1], dtype=np.float32)
@@ -244,7 +257,7 @@ def make_voc_dataset(
 
     Train images are ids ``000001``… (image set ``trainval``), test images follow (``test``). Image ``i`` of a
     split depends only on ``(seed, split, i)``, so asking for more images keeps the first ones. ``image_kwargs``
-    go to ``make_image`` (classes, max_objects, empty_prob, difficult_prob).
+    go to ``make_image`` (classes, max_objects, empty_prob, difficult_prob, scale_range).
     """
     if min(num_train, num_test) < 0 or not 24 <= min_size <= max_size:
         raise ValueError(
@@ -281,8 +294,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--num_train", type=int, default=200, help="images in the trainval image set")
     parser.add_argument("--num_test", type=int, default=50, help="images in the test image set")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--classes",
+        default=",".join(SYNTHETIC_CLASSES),
+        help=f"comma-separated, from {', '.join(SHAPES)} (default all)",
+    )
+    parser.add_argument("--min_size", type=int, default=300, help="smallest image side in pixels")
+    parser.add_argument("--max_size", type=int, default=500, help="largest image side in pixels")
+    parser.add_argument("--min_scale", type=float, default=MIN_SCALE, help="smallest object side / image side")
+    parser.add_argument("--max_scale", type=float, default=MAX_SCALE, help="largest object side / image side")
+    parser.add_argument("--max_objects", type=int, default=5, help="most objects in one image")
+    parser.add_argument("--empty_prob", type=float, default=0.1, help="chance of an image without objects")
+    parser.add_argument("--difficult_prob", type=float, default=0.1, help="chance of a faded, difficult object")
     args = parser.parse_args(argv)
-    root = make_voc_dataset(args.out, args.num_train, args.num_test, args.seed)
+    classes = tuple(name.strip() for name in args.classes.split(",") if name.strip())
+    try:
+        root = make_voc_dataset(
+            args.out,
+            args.num_train,
+            args.num_test,
+            args.seed,
+            args.min_size,
+            args.max_size,
+            classes=classes,
+            max_objects=args.max_objects,
+            empty_prob=args.empty_prob,
+            difficult_prob=args.difficult_prob,
+            scale_range=(args.min_scale, args.max_scale),
+        )
+    except ValueError as error:
+        parser.error(str(error))
     print(f"wrote {args.num_train} trainval + {args.num_test} test images to {os.path.join(root, 'VOC2007')}")
 
 

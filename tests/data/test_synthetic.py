@@ -93,3 +93,73 @@ def test_cli(tmp_path, capsys) -> None:
     main(["--out", str(tmp_path / "cli"), "--num_train", "2", "--num_test", "1", "--seed", "3"])
     assert "2 trainval + 1 test" in capsys.readouterr().out
     assert len(list((tmp_path / "cli" / "VOC2007" / "JPEGImages").glob("*.jpg"))) == 3
+
+
+def test_options_narrow_classes_sizes_and_counts() -> None:
+    sides, classes = [], set()
+    for i in range(60):
+        _, boxes, labels, difficult = make_image(
+            np.random.default_rng(i),
+            300,
+            300,
+            classes=("car", "sheep"),
+            max_objects=2,
+            empty_prob=0.0,
+            difficult_prob=0.0,
+            scale_range=(0.4, 0.8),
+        )
+        assert 1 <= len(labels) <= 2 and not any(difficult)
+        classes |= {VOC_CLASSES[label] for label in labels}
+        sides += list((boxes[:, 2:] - boxes[:, :2] + 1).max(axis=1) / 300)
+    assert classes == {"car", "sheep"}
+    # the longer side is drawn in [0.4, 0.8] x 300 px; the tight box of a drawn shape loses at most a pixel
+    assert min(sides) >= 0.4 - 1 / 300 and max(sides) <= 0.8 + 1 / 300
+    assert min(sides) < 0.45 and max(sides) > 0.75
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"classes": ()}, {"max_objects": 0}, {"scale_range": (0.0, 0.5)}, {"scale_range": (0.6, 0.5)}]
+)
+def test_make_image_rejects_bad_options(kwargs) -> None:
+    with pytest.raises(ValueError, match="need at least one class"):
+        make_image(np.random.default_rng(0), 300, 300, **kwargs)
+
+
+def test_cli_options(tmp_path, capsys) -> None:
+    out = tmp_path / "narrow"
+    main(
+        [
+            "--out",
+            str(out),
+            "--num_train",
+            "4",
+            "--num_test",
+            "0",
+            "--classes",
+            "boat",
+            "--min_size",
+            "320",
+            "--max_size",
+            "320",
+            "--min_scale",
+            "0.5",
+            "--max_scale",
+            "0.6",
+            "--max_objects",
+            "1",
+            "--empty_prob",
+            "0",
+            "--difficult_prob",
+            "0",
+        ]
+    )
+    train = VOCDetection(str(out), [("2007", "trainval")])
+    for i in range(4):
+        _, anno = train.pull_anno(i)
+        assert train.pull_image(i).shape == (320, 320, 3)
+        assert [VOC_CLASSES[int(row[4])] for row in anno] == ["boat"]
+        x1, y1, x2, y2 = anno[0][:4]
+        assert 0.5 * 320 - 1 <= max(x2 - x1, y2 - y1) + 1 <= 0.6 * 320 + 1
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(tmp_path / "bad"), "--classes", "car,unicorn"])
+    assert stop.value.code == 2 and "unicorn" in capsys.readouterr().err
