@@ -1,7 +1,8 @@
-"""Test-time post-processing: decode offsets, threshold, per-class top-k and NMS, batched."""
+"""Test-time post-processing: per-class top-k, threshold, decode and NMS, batched."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -10,6 +11,13 @@ from torchvision.ops import nms as tv_nms
 
 from layers.box_utils import decode
 
+# Largest suppression mask one torchvision NMS call may build on a GPU: its kernel keeps, for K boxes,
+# K x ceil(K / 64) 64-bit words (2 GiB for 128,000 boxes).
+NMS_MASK_BYTES: int = 256 * 2**20
+# Most boxes one torchvision NMS call gets on the CPU: its kernel builds no mask, but compares every kept box
+# with all later boxes of the call, so its time grows with the square of the call's size.
+NMS_CPU_BOXES: int = 512
+
 
 class Detect(nn.Module):
     """Turn network outputs into per-class detections, for the whole batch at once.
@@ -17,8 +25,13 @@ class Detect(nn.Module):
     Per image and class, as the classic does: scores above ``conf_thresh``; the ``top_k`` highest of those
     go through NMS at ``nms_thresh`` (the cut comes before suppression); the survivors fill the rows, best
     first. ``keep_top_k`` then keeps only the best ``keep_top_k`` rows of each image across classes (Caffe
-    keeps 200). All images and classes go through a single torchvision NMS call (boxes of different groups
-    are shifted apart, the trick of ``batched_nms``), and decoding runs in float32 even under autocast.
+    keeps 200). Equal scores rank by prior index.
+
+    The work follows ``top_k``, not the number of priors: only (image, class) rows with more than ``top_k``
+    scores above the threshold go through a ``torch.topk`` over the priors, so at most ``top_k`` candidates
+    per row are sorted, decoded (in float32, even under autocast) and suppressed. Suppression is torchvision's
+    NMS over whole (image, class) groups at once (boxes of different groups shifted apart), split into calls
+    of bounded size (see :func:`max_boxes_per_nms`); one call in the common case.
 
     Args:
         num_classes: classes including background.
@@ -43,6 +56,8 @@ class Detect(nn.Module):
         super().__init__()
         if nms_thresh <= 0:
             raise ValueError(f"nms_thresh must be positive, got {nms_thresh}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
         self.num_classes = num_classes
         self.background_label = bkg_label
         self.top_k = top_k
@@ -62,31 +77,121 @@ class Detect(nn.Module):
             Tensor[B, C, top_k, 5] float32: rows (score, x1, y1, x2, y2) in relative coordinates, sorted by
             score within a class, zero where unused; the background class is all zero.
         """
+        batch, num_priors, num_cls = conf_data.shape
         with torch.autocast(device_type=loc_data.device.type, enabled=False):
-            boxes = decode(loc_data.float(), prior_data.float(), self.variance)  # [B, P, 4]
-            scores = conf_data.float()  # [B, P, C]
-        batch, _, num_cls = scores.shape
-        # Threshold first: a trained model leaves tens to hundreds of candidates per image out of P * C.
-        candidate = scores > self.conf_thresh
-        candidate[..., self.background_label] = False
-        b, p, c = candidate.nonzero(as_tuple=True)
-        cand_scores = scores[b, p, c]
+            scores = conf_data.float().contiguous()  # [B, P, C]
+            flat, cand_scores = self._candidates(scores)
+            image_prior, c = flat.div(num_cls, rounding_mode="floor"), flat.remainder(num_cls)
+            b, p = image_prior.div(num_priors, rounding_mode="floor"), image_prior.remainder(num_priors)
+            cand_loc = loc_data.reshape(-1, 4).index_select(0, image_prior).float()
+            boxes = decode(cand_loc, prior_data.index_select(0, p).float(), self.variance)  # [K, 4]
         group = b * num_cls + c
 
-        order = _sort_by_group_then_score(group, cand_scores)
-        b, p, c, group, cand_scores = b[order], p[order], c[order], group[order], cand_scores[order]
-        in_top_k = _rank_in_group(group) < self.top_k  # the cut comes before suppression
-        b, p, c, group, cand_scores = b[in_top_k], p[in_top_k], c[in_top_k], group[in_top_k], cand_scores[in_top_k]
-        cand_boxes = boxes[b, p]  # [K, 4]
-
-        survivors = _batched_nms_mask(cand_boxes, cand_scores, group, self.nms_thresh)
+        kept = _batched_nms(boxes, cand_scores, group, self.nms_thresh, max_boxes_per_nms(boxes.device), self.top_k)
         if self.keep_top_k is not None:
-            kept = survivors.nonzero().squeeze(1)
-            survivors[kept] = _best_per_image(b[kept], cand_scores[kept], self.keep_top_k)
-        b, c, group, cand_scores, cand_boxes = (t[survivors] for t in (b, c, group, cand_scores, cand_boxes))
-        rows = scores.new_zeros(batch, num_cls, self.top_k, 5)
-        rows[b, c, _rank_in_group(group)] = torch.cat((cand_scores[:, None], cand_boxes), dim=1)
+            best = _best_per_image(b.index_select(0, kept), cand_scores.index_select(0, kept), self.keep_top_k)
+            kept = kept.index_select(0, best)
+        b, c, group, cand_scores, boxes = (t.index_select(0, kept) for t in (b, c, group, cand_scores, boxes))
+        rows = boxes.new_zeros(batch, num_cls, self.top_k, 5)
+        rows[b, c, _rank_in_group(group)] = torch.cat((cand_scores[:, None], boxes), dim=1)
         return rows
+
+    def _candidates(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """Per (image, class): the ``top_k`` best priors scoring above the threshold.
+
+        Only rows with more than ``top_k`` scores above the threshold need a ``topk`` over the priors; it finds
+        their k-th best score, and scores below it leave.
+
+        Args:
+            scores (Tensor[B, P, C] float32, contiguous).
+        Returns:
+            positions into ``scores.view(-1)`` and their scores (Tensor[K] each, K <= B * (C - 1) * top_k),
+            sorted by image, class, score descending, then prior.
+        """
+        num_priors, num_cls = scores.shape[1:]
+        above = scores > self.conf_thresh  # [B, P, C]
+        above[..., self.background_label] = False
+        counts = above.float().sum(dim=1)  # [B, C]; several times faster than a bool sum, which casts to int64
+        crowded_b, crowded_c = (counts > self.top_k).nonzero(as_tuple=True)
+        if crowded_b.numel() > 0:
+            rows = scores[crowded_b, :, crowded_c]  # [R, P]
+            kth = rows.topk(self.top_k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)  # > conf_thresh
+            above[crowded_b, :, crowded_c] = rows >= kth
+        flat = above.view(-1).nonzero().squeeze(1)  # by image, prior, class
+        cand_scores = scores.view(-1).index_select(0, flat)
+        group = flat.div(num_priors * num_cls, rounding_mode="floor") * num_cls + flat.remainder(num_cls)
+        order = _sort_by_group_then_score(group, cand_scores)
+        if crowded_b.numel() > 0:  # scores equal to a row's k-th best may have let in more than top_k
+            in_top_k = _rank_in_group(group.index_select(0, order)) < self.top_k
+            order = order.index_select(0, in_top_k.nonzero().squeeze(1))
+        return flat.index_select(0, order), cand_scores.index_select(0, order)
+
+
+def nms_mask_bytes(num_boxes: int) -> int:
+    """Bytes of the suppression mask torchvision's GPU NMS builds for ``num_boxes`` boxes in one call."""
+    return num_boxes * math.ceil(num_boxes / 64) * 8
+
+
+def max_boxes_per_nms(device: torch.device) -> int:
+    """Most boxes one NMS call of :class:`Detect` gets on ``device``.
+
+    On a GPU: the most whose mask fits in ``NMS_MASK_BYTES``; on the CPU: ``NMS_CPU_BOXES``.
+    """
+    if device.type == "cpu":
+        return NMS_CPU_BOXES
+    boxes = math.isqrt(NMS_MASK_BYTES * 8)
+    while nms_mask_bytes(boxes) > NMS_MASK_BYTES:
+        boxes -= 1
+    return max(boxes, 1)
+
+
+def nms_chunk_sizes(group: Tensor, max_boxes: int, largest_group: int) -> list[int]:
+    """Split boxes sorted by group into runs of whole groups of at most ``max_boxes`` boxes.
+
+    A chunk takes the groups that end within one stretch of ``max_boxes - largest_group + 1`` positions, so it
+    holds at most ``max_boxes`` boxes; a group larger than ``max_boxes`` forms a chunk of its own.
+
+    Args:
+        group (Tensor[K] int64): group of each box, sorted.
+        max_boxes: bound on a chunk's size.
+        largest_group: bound on a group's size.
+    Returns:
+        the chunks' sizes, in order, summing to K (one host sync, none when K <= max_boxes).
+    """
+    if group.numel() <= max_boxes:
+        return [group.numel()] if group.numel() else []
+    step = max(max_boxes - largest_group + 1, 1)
+    group_end = torch.searchsorted(group, group, right=True)  # one past each box's group
+    chunk = torch.div(group_end - 1, step, rounding_mode="floor")
+    return torch.unique_consecutive(chunk, return_counts=True)[1].tolist()
+
+
+def _batched_nms(
+    boxes: Tensor, scores: Tensor, group: Tensor, nms_thresh: float, max_boxes: int, largest_group: int
+) -> Tensor:
+    """Positions of the boxes that survive NMS within their own group.
+
+    torchvision NMS runs over chunks of whole groups (:func:`nms_chunk_sizes`); inside a call each group's
+    boxes are shifted into a region of their own (``batched_nms``'s trick), in float64 so the shifted
+    coordinates stay as exact as the originals however many groups there are.
+
+    Args:
+        boxes (Tensor[K, 4]), scores (Tensor[K]), group (Tensor[K] int64, sorted).
+        max_boxes, largest_group: as :func:`nms_chunk_sizes`.
+    Returns:
+        Tensor[N] int64: positions into ``boxes``, ascending.
+    """
+    sizes = nms_chunk_sizes(group, max_boxes, largest_group)
+    if not sizes:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    boxes64 = boxes.double()
+    span = (boxes64.max() - boxes64.min()) + 1.0
+    shifted = boxes64 + (group.double() * span)[:, None]
+    kept, start = [], 0
+    for chunk_boxes, chunk_scores in zip(shifted.split(sizes), scores.double().split(sizes)):
+        kept.append(tv_nms(chunk_boxes, chunk_scores, nms_thresh) + start)
+        start += chunk_boxes.shape[0]
+    return torch.cat(kept).sort().values
 
 
 def _sort_by_group_then_score(group: Tensor, scores: Tensor) -> Tensor:
@@ -123,29 +228,9 @@ def _best_per_image(image: Tensor, scores: Tensor, keep_top_k: int) -> Tensor:
     Args:
         image (Tensor[K] int64): image index of each detection; scores (Tensor[K]).
     Returns:
-        Tensor[K] bool.
+        Tensor[M] int64: positions of those detections, ascending.
     """
     order = _sort_by_group_then_score(image, scores)
     best = torch.zeros_like(image, dtype=torch.bool)
     best[order] = _rank_in_group(image[order]) < keep_top_k
-    return best
-
-
-def _batched_nms_mask(boxes: Tensor, scores: Tensor, group: Tensor, nms_thresh: float) -> Tensor:
-    """Which boxes survive NMS within their own group, in one torchvision call.
-
-    Args:
-        boxes (Tensor[K, 4]), scores (Tensor[K]), group (Tensor[K] int64).
-    Returns:
-        Tensor[K] bool: True for the survivors.
-    """
-    survivors = torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
-    if boxes.numel() == 0:
-        return survivors
-    # Shift each group's boxes into a region of its own (batched_nms's trick); float64 keeps the shifted
-    # coordinates as exact as the originals, however many groups there are.
-    boxes64 = boxes.double()
-    span = (boxes64.max() - boxes64.min()) + 1.0
-    shifted = boxes64 + (group.double() * span)[:, None]
-    survivors[tv_nms(shifted, scores.double(), nms_thresh)] = True
-    return survivors
+    return best.nonzero().squeeze(1)
