@@ -1,0 +1,107 @@
+"""What eval.py costs beyond the network: the wall time of ``eval.main`` against the network's own forward time on
+the same pictures, with an untrained SSD300 (every class of most priors above 0.01: the worst case for
+post-processing and the metric).
+
+    python benchmarks/bench_eval.py --num_images 20 --out benchmarks/results/eval_cpu_<date>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.timing import machine_info, write_json  # noqa: E402
+
+
+def _eval_script():  # noqa: ANN202 - a module
+    spec = importlib.util.spec_from_file_location("_bench_eval_script", ROOT / "eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description="eval.py wall time against the network's forward time")
+    parser.add_argument("--num_images", type=int, default=20)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=2, help="turns of each (the fastest is reported)")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    from data import VOC_CLASSES, get_config
+    from data.synthetic import make_voc_dataset
+    from data.transforms import preprocess
+    from ssd import build_ssd
+    from utils.checkpoint import ModelFacts, write_sidecar
+
+    with tempfile.TemporaryDirectory() as work:
+        root = make_voc_dataset(os.path.join(work, "voc"), num_train=0, num_test=args.num_images, seed=args.seed)
+        torch.manual_seed(args.seed)
+        net = build_ssd("test", 300, 21).eval()
+        weights = os.path.join(work, "ssd300_VOC_0.pth")
+        torch.save(net.state_dict(), weights)
+        write_sidecar(weights, ModelFacts(300, False, tuple(VOC_CLASSES), get_config("VOC", 300), "VOC"))
+
+        import cv2
+
+        pictures = sorted(Path(root, "VOC2007", "JPEGImages").glob("*.jpg"))
+        x = torch.stack([preprocess(cv2.imread(str(p)), 300) for p in pictures])
+        with torch.no_grad():
+            net.predict(x[: args.batch_size])  # warm-up
+
+        def forward() -> float:
+            start = time.perf_counter()
+            with torch.no_grad():
+                for i in range(0, len(x), args.batch_size):
+                    net.predict(x[i : i + args.batch_size])
+            return time.perf_counter() - start
+
+        ev = _eval_script()
+        argv_eval = ["--trained_model", weights, "--dataset_root", root, "--save_folder", os.path.join(work, "eval")]
+        argv_eval += ["--batch_size", str(args.batch_size), "--cuda", "false"]
+        # the two take turns, so that a change in the machine's load falls on both alike
+        forward_times, main_times = [], []
+        for _ in range(args.repeats):
+            forward_times.append(forward())
+            start = time.perf_counter()
+            ev.main(argv_eval)
+            main_times.append(time.perf_counter() - start)
+        forward_s, main_s = min(forward_times), min(main_times)
+        results = json.loads(Path(work, "eval", "results.json").read_text())
+
+    report = {
+        "machine": machine_info(torch.device("cpu")),
+        "num_images": args.num_images,
+        "batch_size": args.batch_size,
+        "network_forward_s": round(forward_s, 3),
+        "eval_main_s": round(main_s, 3),
+        "network_forward_s_each": [round(t, 3) for t in forward_times],
+        "eval_main_s_each": [round(t, 3) for t in main_times],
+        "ratio_main_to_forward": round(main_s / forward_s, 3),
+        "untrained_mAP": results["mAP"],
+        "notes": [
+            "eval_main_s is the whole eval.main call: reading pictures and annotations, the network, Detect, the "
+            "devkit metric and writing results.json and pr_curves.png; network_forward_s is the raw network alone.",
+        ],
+    }
+    print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))
+    if args.out:
+        write_json(report, args.out)
+    return report
+
+
+if __name__ == "__main__":
+    main()
