@@ -1,115 +1,191 @@
-"""DataLoader throughput of the SSD training pipeline, for 0..N workers.
+"""Throughput of the training data stream, and whether the default DataLoader workers can feed training.
 
-    python benchmarks/bench_data.py [--workers 0,1,2] [--images 96] [--batch_size 8] [--repeats 3]
-                                    [--out benchmarks/results/data_cpu_<date>.json]
+    python benchmarks/bench_data.py [--workers 0,4] [--images 64] [--batch_size 32] [--warmup 2] [--batches 20]
+                                    [--repeats 3] [--train_img_per_s X] [--out benchmarks/results/data_cpu_<date>.json]
 
-The pipeline is the one ``train.py`` feeds: ``VOCDetection`` (JPEG decode + XML parse) with ``SSDAugmentation``
-(300 px), ``detection_collate``, and ``utils.augmentations.worker_init_fn``, over a synthetic VOC dataset
-(``data.synthetic.make_voc_dataset``: images 300-500 px with drawn objects) written to a temporary folder. For
-each worker count the script times whole epochs (``--images`` images; worker start-up included, as each epoch of
-``train.py`` starts a DataLoader) and the steady state (from the second batch on), and reports the medians over
-``--repeats`` epochs in images/s.
+The stream is the one ``train.py`` builds: ``VOCDetection`` (JPEG decode + XML parse) whose transform is a
+``SeededTransform`` of ``SSDAugmentation(300)`` (reseeded from ``(seed, epoch, index)`` before each picture),
+wrapped in ``EpochIndexedDataset`` and read through ``utils.training.data.iterate_batches`` with
+``detection_collate`` -- one DataLoader for the whole run, running on across epochs. The pictures are a synthetic
+VOC set (``data.synthetic.make_voc_dataset``: 300-500 px, drawn objects) in a temporary folder.
+
+For each worker count the script times the start-up (until the first batch), skips ``--warmup`` batches per
+worker, then times ``--repeats`` windows of ``--batches`` batches and reports the median images/s. Nothing
+consumes the batches, so this is the most the stream can deliver.
+
+The loader's rate is set against a training throughput (``--train_img_per_s``; by default the newest ``train``
+figure of ``bench.py`` in ``benchmarks/results/``): a ratio of at least 1 at train.py's default worker count
+means those workers keep the training step fed.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import train  # noqa: E402
 from benchmarks.timing import machine_info, write_json  # noqa: E402
-from data import MEANS, VOCDetection, detection_collate  # noqa: E402
+from data import MEANS, VOCAnnotationTransform, VOCDetection, detection_collate  # noqa: E402
 from data.synthetic import make_voc_dataset  # noqa: E402
-from utils.augmentations import SSDAugmentation, worker_init_fn  # noqa: E402
+from utils.augmentations import SSDAugmentation  # noqa: E402
+from utils.training.data import EpochIndexedDataset, SeededTransform, iterate_batches  # noqa: E402
+from utils.training.runtime import worker_count  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def make_loader(root: str, workers: int, batch_size: int, seed: int = 0) -> DataLoader:
-    """The training DataLoader over the VOC root ``root`` (trainval of VOC2007), shuffled with a seeded order."""
-    dataset = VOCDetection(root, [("2007", "trainval")], transform=SSDAugmentation(300, MEANS, rng=seed))
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=workers,
-        collate_fn=detection_collate,
-        worker_init_fn=worker_init_fn,
-        generator=torch.Generator().manual_seed(seed),
-        drop_last=True,
-    )
+def training_dataset(root: str, size: int, seed: int) -> EpochIndexedDataset:
+    """VOC2007 trainval under ``root`` with the training augmentation, keyed by ``(epoch, index)`` as in train.py."""
+    transform = SeededTransform(partial(SSDAugmentation, size, MEANS), seed)
+    base = VOCDetection(root, [("2007", "trainval")], transform, VOCAnnotationTransform(keep_difficult=False))
+    return EpochIndexedDataset(base, transform)
 
 
-def time_epoch(loader: DataLoader) -> tuple[float, float, int]:
-    """One pass over ``loader`` -> (seconds in all, seconds after the first batch, images)."""
+def measure(
+    dataset: EpochIndexedDataset, workers: int, batch_size: int, seed: int, warmup: int, batches: int, repeats: int
+) -> dict[str, Any]:
+    """Start-up seconds and median images/s over ``repeats`` windows of ``batches`` batches with ``workers``,
+    after ``warmup`` batches per worker."""
     start = time.perf_counter()
-    first = None
-    images = 0
-    for batch_images, _ in loader:
-        images += batch_images.shape[0]
-        if first is None:
-            first = time.perf_counter()
-    end = time.perf_counter()
-    return end - start, end - (first if first is not None else end), images
-
-
-def measure(root: str, workers: int, batch_size: int, repeats: int) -> dict[str, Any]:
-    """Median images/s over ``repeats`` epochs with ``workers`` DataLoader workers."""
-    loader = make_loader(root, workers, batch_size)
-    totals, steadies = [], []
-    for _ in range(repeats):
-        total, steady, images = time_epoch(loader)
-        totals.append(images / total)
-        steadies.append((images - batch_size) / steady if steady > 0 else float("nan"))
-    result = {
-        "workers": workers,
-        "images_per_s": round(statistics.median(totals), 2),
-        "steady_images_per_s": round(statistics.median(steadies), 2),
-        "epochs": repeats,
-        "images_per_epoch": images,
-    }
-    print(
-        f"  workers {workers}: {result['images_per_s']:8.1f} img/s per epoch, "
-        f"{result['steady_images_per_s']:8.1f} img/s after the first batch",
-        flush=True,
+    stream = iterate_batches(
+        dataset, start_iter=0, batch_size=batch_size, seed=seed, collate_fn=detection_collate, num_workers=workers
     )
-    return result
+    try:
+        next(stream)
+        startup = time.perf_counter() - start
+        # each worker's first batches arrive together after start-up; skip them so the windows see the steady rate
+        for _ in islice(stream, warmup * max(1, workers)):
+            pass
+        rates = []
+        for _ in range(repeats):
+            begin, images = time.perf_counter(), 0
+            for batch_images, _ in islice(stream, batches):
+                images += batch_images.shape[0]
+            rates.append(images / (time.perf_counter() - begin))
+    finally:
+        stream.close()
+    return {
+        "workers": workers,
+        "images_per_s": round(statistics.median(rates), 2),
+        "startup_s": round(startup, 3),
+        "windows": repeats,
+        "images_per_window": batches * batch_size,
+    }
+
+
+def latest_train_rate(folder: str | None = None) -> tuple[float, str] | None:
+    """The newest training throughput in the JSON files of ``folder`` (default ``benchmarks/results``):
+    ``bench.py``'s ``train`` case (ours, largest batch) of the file whose machine date is latest ->
+    (images/s, where it came from), or None."""
+    found: list[tuple[str, float, str]] = []
+    for path in glob.glob(os.path.join(folder or RESULTS, "*.json")):
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            continue
+        rows = record.get("results") if isinstance(record, dict) else None
+        train_rows = [
+            r for r in rows or [] if isinstance(r, dict) and r.get("case") == "train" and r.get("impl") == "ours"
+        ]
+        if not train_rows:
+            continue
+        row = max(train_rows, key=lambda r: r.get("batch", 0))
+        machine = record.get("machine", {})
+        where = f"{path}: train step, batch {row.get('batch')}, {machine.get('device', '?')}"
+        found.append((str(machine.get("date", "")), float(row["img_per_s"]), where))
+    if not found:
+        return None
+    _, rate, where = max(found)
+    return rate, where
+
+
+def build_parser() -> argparse.ArgumentParser:
+    default_workers = worker_count(train.build_parser().get_default("num_workers"))
+    parser = argparse.ArgumentParser(description="Throughput of the training data stream against training's.")
+    parser.add_argument("--workers", default=f"0,{default_workers}", help="comma-separated worker counts")
+    parser.add_argument(
+        "--default_workers", type=int, default=default_workers, help="the count judged (default: train.py's)"
+    )
+    parser.add_argument("--images", type=int, default=64, help="synthetic training images (the stream loops over them)")
+    parser.add_argument("--batch_size", type=int, default=train.DEFAULTS["batch_size"])
+    parser.add_argument("--size", type=int, default=train.DEFAULTS["size"])
+    parser.add_argument("--warmup", type=int, default=2, help="batches skipped after the first, per worker")
+    parser.add_argument("--batches", type=int, default=20, help="batches per timed window")
+    parser.add_argument("--repeats", type=int, default=3, help="timed windows per worker count (median)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--train_img_per_s",
+        type=float,
+        default=None,
+        help="training throughput to feed (default: the newest bench.py train figure in benchmarks/results/)",
+    )
+    parser.add_argument("--out", default=None, help="JSON file to write")
+    parser.add_argument("--note", action="append", default=[])
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description="DataLoader throughput of the SSD training pipeline.")
-    parser.add_argument("--workers", default="0,1,2", help="comma-separated worker counts")
-    parser.add_argument("--images", type=int, default=96, help="synthetic training images (one epoch)")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3, help="epochs timed per worker count (median)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="JSON file to write")
-    parser.add_argument("--note", action="append", default=[])
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.images < args.batch_size:
         parser.error(f"--images ({args.images}) must be at least --batch_size ({args.batch_size})")
+    if min(args.batches, args.repeats) < 1 or args.warmup < 0:
+        parser.error("--batches and --repeats must be at least 1 and --warmup at least 0")
+    if args.train_img_per_s is not None:
+        train_rate, source = args.train_img_per_s, "--train_img_per_s"
+    elif (latest := latest_train_rate()) is not None:
+        train_rate, source = latest
+    else:
+        parser.error(f"no bench.py train figure in {RESULTS}: pass --train_img_per_s")
+    if train_rate <= 0:
+        parser.error(f"--train_img_per_s must be positive, got {train_rate}")
+    workers = [int(w) for w in args.workers.split(",")]
+    print(f"training throughput to feed: {train_rate:g} img/s ({source})", flush=True)
 
     result: dict[str, Any] = {
         "machine": machine_info(torch.device("cpu")),
         "settings": vars(args)
         | {
-            "pipeline": "VOCDetection + SSDAugmentation(300) + detection_collate + worker_init_fn, shuffled",
+            "pipeline": "VOCDetection + SeededTransform(SSDAugmentation) + EpochIndexedDataset + iterate_batches "
+            "(detection_collate), as train.py builds it",
             "dataset": "data.synthetic.make_voc_dataset (JPEG, 300-500 px, drawn objects)",
         },
+        "train_img_per_s": train_rate,
+        "train_img_per_s_source": source,
         "results": [],
     }
     with tempfile.TemporaryDirectory() as folder:
-        root = make_voc_dataset(folder, num_train=args.images, num_test=0, seed=args.seed)
-        for workers in (int(w) for w in args.workers.split(",")):
-            result["results"].append(measure(root, workers, args.batch_size, args.repeats))
+        dataset = training_dataset(make_voc_dataset(folder, args.images, 0, args.seed), args.size, args.seed)
+        for n in workers:
+            record = measure(dataset, n, args.batch_size, args.seed, args.warmup, args.batches, args.repeats)
+            record["ratio_to_training"] = round(record["images_per_s"] / train_rate, 3)
+            result["results"].append(record)
+            print(
+                f"  workers {n}: {record['images_per_s']:8.1f} img/s ({record['ratio_to_training']:.2f}x training), "
+                f"start-up {record['startup_s']:.2f} s",
+                flush=True,
+            )
+    default = next((r for r in result["results"] if r["workers"] == args.default_workers), None)
+    if default is not None:
+        result["default_workers_feed_training"] = default["ratio_to_training"] >= 1.0
+        verdict = "enough" if result["default_workers_feed_training"] else "NOT enough"
+        print(f"{args.default_workers} workers (train.py's default): {default['ratio_to_training']:.2f}x -> {verdict}")
     result["notes"] = list(args.note)
     if args.out:
         write_json(result, args.out)

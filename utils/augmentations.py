@@ -5,7 +5,7 @@ contrast ×0.5–1.5 before or after the HSV changes; saturation ×0.5–1.5; hu
 each with probability 1/2), Expand (probability 1/2: the image placed at random on a canvas ×1–4 its size filled
 with the mean), RandomSampleCrop, RandomMirror, ToPercentCoords, Resize, SubtractMeans.
 
-What differs from the classic (SPEC §5):
+What differs from the classic:
 - Crop modes are the paper's {whole image, min IoU 0.1, 0.3, 0.5, 0.7, 0.9, any patch} and a crop is accepted
   when at least one ground-truth box has IoU ≥ the mode's minimum with it (Caffe's rule; the classic condition
   ``overlap.min() < min_iou and max_iou < overlap.max()`` never rejects). As before, up to 50 trials per mode,
@@ -15,7 +15,8 @@ What differs from the classic (SPEC §5):
 - Pixel values are clipped to 0–255 after each photometric step, boxes are clipped to the image and boxes without
   positive area are dropped (labels with them).
 - The mode choice works on NumPy 2 (the classic ``random.choice`` over a ragged array raises) and all randomness
-  comes from one ``numpy.random.Generator``; ``worker_init_fn`` gives each DataLoader worker its own.
+  comes from one ``numpy.random.Generator`` (training builds one per image from ``(seed, epoch, index)``:
+  ``utils.training.data.SeededTransform``).
 
 Speed: ``SSDAugmentation`` draws every random parameter first (with the same samplers as the classic-named parts
 below) and then renders only what the output needs: the colour changes run on the part of the image that lands in
@@ -34,7 +35,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
 
 from data.config import MEANS
 from data.transforms import BaseTransform, base_transform, ensure_bgr, preprocess
@@ -65,7 +65,6 @@ __all__ = [
     "sample_expand",
     "sample_mirror",
     "sample_photometric",
-    "worker_init_fn",
 ]
 
 RngLike = np.random.Generator | int | None
@@ -298,10 +297,6 @@ class SSDAugmentation:
         self.mean = np.asarray(mean, dtype=np.float32)
         self.rng = make_rng(rng)
 
-    def reseed(self, seed: int | np.random.SeedSequence) -> None:
-        """Replace the Generator (DataLoader workers call this through ``worker_init_fn``)."""
-        self.rng = np.random.default_rng(seed)
-
     def __call__(
         self, img: np.ndarray, boxes: np.ndarray, labels: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -492,36 +487,3 @@ class SubtractMeans:
 
     def __call__(self, img: np.ndarray, boxes: np.ndarray | None = None, labels: np.ndarray | None = None) -> Sample:
         return img.astype(np.float32) - self.mean, boxes, labels
-
-
-# ---------------------------------------------------------------------------------------- DataLoader workers
-
-
-def _find_augmentations(dataset: object, depth: int = 0) -> list[SSDAugmentation]:
-    """The SSDAugmentation transforms of a dataset, looking through Subset/ConcatDataset-style wrappers."""
-    if depth > 8:
-        return []
-    found = []
-    transform = getattr(dataset, "transform", None)
-    if isinstance(transform, SSDAugmentation):
-        found.append(transform)
-    inner = getattr(dataset, "dataset", None)
-    if inner is not None:
-        found += _find_augmentations(inner, depth + 1)
-    for part in getattr(dataset, "datasets", ()) or ():
-        found += _find_augmentations(part, depth + 1)
-    return found
-
-
-def worker_init_fn(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: give the dataset's augmentation in this worker its own Generator.
-
-    The seed is torch's per-worker seed (base seed drawn from the main process's torch RNG each epoch, plus the
-    worker id), so workers differ from each other and from epoch to epoch, and ``torch.manual_seed`` reproduces
-    a run.
-    """
-    info = torch.utils.data.get_worker_info()
-    if info is None:  # called outside a worker: nothing to do
-        return
-    for transform in _find_augmentations(info.dataset):
-        transform.reseed(info.seed)

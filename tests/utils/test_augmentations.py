@@ -3,13 +3,15 @@ literal classic-named steps (which is what shows the fused fast path keeps the o
 
 from __future__ import annotations
 
-import math
 from collections import Counter
+from functools import partial
+from itertools import islice
 
 import numpy as np
 import pytest
 import torch
 
+from data import VOCDetection, detection_collate
 from data.config import MEANS
 from utils.augmentations import (
     CROP_MODES,
@@ -26,8 +28,8 @@ from utils.augmentations import (
     ToPercentCoords,
     crop_boxes,
     sample_crop,
-    worker_init_fn,
 )
+from utils.training.data import EpochBatchSampler, EpochIndexedDataset, SeededTransform, iterate_batches
 
 MEAN = np.asarray(MEANS, np.float32)
 
@@ -187,17 +189,19 @@ def test_fused_equals_the_literal_steps() -> None:
         np.testing.assert_array_equal(fused[2], literal[2])
 
 
-def test_seeding() -> None:
-    image, boxes, labels = random_sample(np.random.default_rng(1))
+def test_the_same_seed_gives_the_same_output_and_other_seeds_other_outputs() -> None:
+    image = np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8)  # noise: every draw shows
+    boxes, labels = np.array([[0.1, 0.2, 0.6, 0.7], [0.5, 0.1, 0.9, 0.4]]), np.array([3.0, 7.0])
     first = SSDAugmentation(rng=42)(image, boxes, labels)
     again = SSDAugmentation(rng=np.random.default_rng(42))(image, boxes, labels)
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
+    others = [SSDAugmentation(rng=seed)(image, boxes, labels)[0] for seed in range(8)]
+    assert all(not np.array_equal(a, b) for k, a in enumerate(others) for b in others[k + 1 :])
     augment = SSDAugmentation(rng=42)
     outputs = [augment(image, boxes, labels)[0] for _ in range(3)]
+    np.testing.assert_array_equal(outputs[0], first[0])
     assert not np.array_equal(outputs[0], outputs[1])  # the Generator advances
-    augment.reseed(42)
-    np.testing.assert_array_equal(augment(image, boxes, labels)[0], first[0])
 
 
 def test_uint8_and_float_input_agree() -> None:
@@ -223,45 +227,27 @@ def test_grayscale_input() -> None:
     assert out.shape == (300, 300, 3) and len(boxes) == 1
 
 
-class _Draws(torch.utils.data.Dataset):
-    """Each item is one draw from the dataset's augmentation Generator."""
-
-    def __init__(self) -> None:
-        self.transform = SSDAugmentation(rng=0)
-
-    def __len__(self) -> int:
-        return 8
-
-    def __getitem__(self, index: int) -> int:
-        return int(self.transform.rng.integers(2**62))
-
-
-def _worker_draws(seed: int, init) -> list[int]:
-    torch.manual_seed(seed)
-    loader = torch.utils.data.DataLoader(_Draws(), batch_size=1, num_workers=2, worker_init_fn=init)
-    return [int(x) for x in loader]
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork in a process that has threads
-def test_worker_init_fn_gives_each_worker_its_own_reproducible_stream() -> None:
-    without = _worker_draws(0, None)
-    assert without[0] == without[1]  # both workers copied the same Generator: the bug being fixed
-    draws = _worker_draws(0, worker_init_fn)
-    assert len(set(draws)) == len(draws)
-    assert draws == _worker_draws(0, worker_init_fn)  # torch.manual_seed reproduces the run
-    assert draws != _worker_draws(1, worker_init_fn)
-
-
-def test_worker_init_fn_outside_workers_is_harmless() -> None:
-    worker_init_fn(0)
-    assert math.isfinite(float(SSDAugmentation(rng=0).rng.random()))
-
-
-def test_worker_init_fn_looks_through_wrappers(monkeypatch) -> None:
-    inner = [_Draws(), _Draws()]
-    wrapped = torch.utils.data.Subset(torch.utils.data.ConcatDataset(inner), [0, 9])
-    info = type("Info", (), {"dataset": wrapped, "seed": 123})()
-    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: info)
-    worker_init_fn(0)
-    expected = np.random.default_rng(123).random()
-    assert [d.transform.rng.random() for d in inner] == [expected, expected]
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_training_augments_picture_i_of_epoch_e_with_the_seed_seed_e_i(tiny_voc: str, num_workers: int) -> None:
+    """The training stream (SeededTransform in EpochIndexedDataset): whichever worker loads it, picture ``i`` of
+    epoch ``e`` is SSDAugmentation with ``rng=default_rng([seed, e, i])``, so epochs differ and runs repeat."""
+    seed, sets = 7, [("2007", "trainval")]
+    transform = SeededTransform(partial(SSDAugmentation, 300, MEANS), seed)
+    dataset = EpochIndexedDataset(VOCDetection(tiny_voc, sets, transform), transform)
+    options = {"batch_size": 2, "seed": seed, "collate_fn": detection_collate, "num_workers": num_workers}
+    stream = iterate_batches(dataset, start_iter=0, **options)
+    batches = list(islice(stream, 4))  # 2 batches per epoch: epochs 0 and 1
+    stream.close()
+    keys = [key for epoch in (0, 1) for key in EpochBatchSampler(len(dataset), 2, seed, epoch)]
+    got = {}
+    for (images, targets), batch_keys in zip(batches, keys, strict=True):
+        for image, target, (epoch, index) in zip(images, targets, batch_keys, strict=True):
+            alone = VOCDetection(
+                tiny_voc, sets, SSDAugmentation(300, MEANS, rng=np.random.default_rng([seed, epoch, index]))
+            )
+            image_alone, target_alone = alone[index]
+            assert torch.equal(image, image_alone) and np.array_equal(target.numpy(), target_alone)
+            got[epoch, index] = image
+    assert len(got) == 8
+    assert all(not torch.equal(got[0, i], got[1, i]) for i in range(4))  # a new epoch draws new augmentation
