@@ -31,7 +31,7 @@ from utils.evaluation.devkit import load_annotations, parse_rec, voc_eval, write
 from utils.evaluation.plots import plot_pr_curves
 from utils.evaluation.runner import EvalPictures, default_workers, run_inference, select_subset, to_devkit
 from utils.evaluation.voc import devkit_iou, evaluate_voc, match_detections, voc_ap
-from utils.inference import choose_device
+from utils.inference import choose_device, prepare_for_device
 
 PROG = "eval.py"
 # The classic helpers, importable from here as in ssd.pytorch.
@@ -94,8 +94,7 @@ def build_eval_model(args: argparse.Namespace, facts: ModelFacts, sd: Mapping[st
     """The test-phase SSD of ``facts`` loaded strictly from ``sd``, on the chosen device."""
     device = choose_device(args.cuda)
     detect_kwargs = {"top_k": args.top_k, "conf_thresh": args.confidence_threshold, "nms_thresh": args.nms_threshold}
-    net = model_from_facts(facts, sd, "test", source=args.trained_model, **detect_kwargs).to(device)
-    return net.to(memory_format=torch.channels_last) if device.type == "cuda" else net
+    return prepare_for_device(model_from_facts(facts, sd, "test", source=args.trained_model, **detect_kwargs), device)
 
 
 # ----------------------------------------------------------------------------- VOC

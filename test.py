@@ -30,6 +30,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from torch import nn
 
 from data.common import read_image
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cuda", type=str2bool, default=None, help="true/false (default: use CUDA if available)")
     parser.add_argument("--save_folder", default="detections/", help="where annotated images and JSON go")
     parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--amp", choices=("none", "fp16", "bf16"), default="none", help="mixed precision on CUDA")
     parser.add_argument("--top_k", type=int, default=200, help="detections kept per class before thresholding")
     parser.add_argument(
         "--camera", type=camera_source, default=None, help="camera index (0: the first) or a video path to read live"
@@ -215,6 +217,15 @@ def run(args: argparse.Namespace) -> tuple[list[str], bool]:
     )
     print(description)
     os.makedirs(args.save_folder, exist_ok=True)
+    device = next(net.parameters()).device
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        return detect_all(net, facts, pictures, videos, args)
+
+
+def detect_all(
+    net: nn.Module, facts: Any, pictures: Sequence[str], videos: Sequence[str], args: argparse.Namespace
+) -> tuple[list[str], bool]:
     skipped = detect_pictures(net, pictures, facts.class_names, args) if pictures else []
     for path in videos:
         try:
