@@ -1,6 +1,6 @@
 """MS COCO detection data through pycocotools (imported when a dataset is built, so this module imports without it).
 
-Layout (SPEC §5, as data/scripts/COCO2014.sh leaves it): ``root/annotations/instances_{image_set}.json`` and
+Layout (as data/scripts/COCO2014.sh leaves it): ``root/annotations/instances_{image_set}.json`` and
 ``root/images/{image_set}/{file_name}``. The 80 categories (ids 1–90 with gaps) become labels 0–79 in id order;
 ``COCO_CATEGORY_IDS[label]`` (or ``dataset.category_ids[label]``) turns a label back into the id that COCO
 result files need. Boxes are ``(x, y, x + w, y + h) / size`` in [0, 1]; crowd regions are left out.

@@ -1,6 +1,6 @@
 """Test-time input transforms: the classic ``BaseTransform`` and ``preprocess``, the one path into the network.
 
-The network expects what the classic training pipeline produced (SPEC §3): a BGR image resized to size×size,
+The network expects what the classic training pipeline produced: a BGR image resized to size×size,
 minus ``MEANS`` (BGR), then channels reversed to RGB, as float32 CHW. ``BaseTransform`` stops before the channel
 flip (the dataset does it, as the classic does); ``preprocess`` does the whole thing for inference.
 

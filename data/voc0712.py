@@ -1,6 +1,6 @@
 """PASCAL VOC 2007/2012 detection data, and any dataset in VOC layout with its own class list.
 
-Layout (SPEC §5): ``ROOT/VOC2007/{Annotations/ID.xml, JPEGImages/ID.jpg, ImageSets/Main/{trainval,test}.txt}``,
+Layout: ``ROOT/VOC2007/{Annotations/ID.xml, JPEGImages/ID.jpg, ImageSets/Main/{trainval,test}.txt}``,
 the same for VOC2012. Boxes in the XML are 1-based inclusive pixels; targets are ``(pixel − 1) / size``, as the
 classic port computes them. Bad input: see data/README.md and data/common.py.
 """

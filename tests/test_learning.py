@@ -118,7 +118,7 @@ def test_ssd300_learns_a_fixed_batch_within_150_steps():
 
 @pytest.mark.slow
 def test_batch_norm_model_learns_the_fixed_batch_faster():
-    """Issue 6: with the same optimiser and lr, the VGG16-BN variant learns first.
+    """With the same optimiser and lr, the VGG16-BN variant learns first.
 
     Measured on this CPU (steps until the criterion holds, checked every 5): BN 40 at lr 3e-3 and 50 at 1e-2;
     the plain model 55 at 1e-2 and 65 at 3e-3 (its classic lr 1e-3 is slower still: loss barely moves in 30).

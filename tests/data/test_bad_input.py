@@ -1,4 +1,4 @@
-"""Every bad-input case of issue 3: a clear error naming the file (evaluation path) or a logged, counted skip
+"""Every bad-input case: a clear error naming the file (evaluation path) or a logged, counted skip
 (training path) — never a silent crash, never a wrong box. The policy table is data/README.md."""
 
 from __future__ import annotations
