@@ -22,6 +22,10 @@ logger = logging.getLogger("data")
 Transform = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
+class AllSamplesBad(ValueError):
+    """Every sample of a dataset failed to load: training cannot go on."""
+
+
 def _jpeg_is_truncated(raw: bytes) -> bool:
     """A JPEG whose last scan (SOS marker FFDA) is not followed by an end-of-image marker (FFD9).
 
@@ -125,7 +129,7 @@ class DetectionDataset(Dataset):
                     "%s: skipping bad sample %d (%d skipped so far): %s", self.name, candidate, self.bad_items, err
                 )
         first = next(iter(self.bad_reasons.values()))
-        raise RuntimeError(f"{self.name}: all {len(self)} samples are bad; the first: {first}")
+        raise AllSamplesBad(f"{self.name}: all {len(self)} samples are bad; the first: {first}")
 
     def _apply_transform(self, img: np.ndarray, target: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         if self.transform is not None:

@@ -439,3 +439,14 @@ def test_non_finite_losses_in_a_row_stop_training(voc_root, tmp_path, monkeypatc
     with pytest.warns(RuntimeWarning, match="non-finite loss"):
         assert train.main(_argv(voc_root, tmp_path / "w", "--max_iter", "20")) == 2
     assert "not finite for 2 iterations in a row" in _one_error_line(capsys)
+
+
+def test_every_sample_bad_is_one_clear_line(tmp_path, capsys) -> None:
+    from data.synthetic import make_voc_dataset
+
+    root = make_voc_dataset(str(tmp_path / "voc"), num_train=2, num_test=0, seed=0)
+    for picture in (tmp_path / "voc" / "VOC2007" / "JPEGImages").iterdir():
+        picture.write_bytes(b"not a picture")
+    assert train.main(_argv(root, tmp_path / "w", "--max_iter", "1", "--image_sets", "2007:trainval")) == 2
+    line = _one_error_line(capsys)
+    assert "all 2 samples are bad" in line and "cannot decode" in line

@@ -183,7 +183,7 @@ def test_every_sample_bad(tmp_path) -> None:
     image_path, _ = write_sample(tmp_path, "a", [("dog", 11, 21, 110, 60, 0)])
     image_path.unlink()
     write_image_set(tmp_path, ["a"])
-    with pytest.raises(RuntimeError, match="all 1 samples are bad"):
+    with pytest.raises(ValueError, match="all 1 samples are bad"):
         VOCDetection(tmp_path, [("2007", "trainval")])[0]
 
 

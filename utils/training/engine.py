@@ -186,7 +186,7 @@ def run_loop(
     try:
         while s.iteration < args.max_iter:
             tick = time.perf_counter()
-            images, targets = to_device(*next(batches), rt.device)
+            images, targets = to_device(*next_batch(batches), rt.device)
             lr = s.optimizer.param_groups[0]["lr"]
             result = train_step(s, criterion, images, targets, stop)
             s.iteration += 1
@@ -209,6 +209,16 @@ def run_loop(
                 s.save()
     finally:
         bar.close()
+
+
+def next_batch(batches: Iterator[Any]) -> Any:
+    """The next batch; a dataset that cannot give one (every sample bad) is a TrainError with its own message,
+    also when a DataLoader worker raised it (its message then ends with the original error's line)."""
+    try:
+        return next(batches)
+    except ValueError as err:
+        lines = [line for line in str(err).strip().splitlines() if line.strip()]
+        raise TrainError(lines[-1].split(": ", 1)[-1] if len(lines) > 1 else str(err)) from err
 
 
 def check_finite(result: StepResult, run: int, iteration: int, limit: int) -> int:
