@@ -114,3 +114,32 @@ def test_a_custom_coco_dataset_trains_evaluates_and_tests(tmp_path: Path, one_th
     labels = {d["label"] for d in json.loads((tmp_path / "det" / "detections.json").read_text())[0]["detections"]}
     assert labels and labels <= set(names)
     assert os.path.isfile(tmp_path / "det" / "myval_1_det.jpg")
+
+
+def test_a_prior_config_model_trains_and_is_rebuilt_without_flags(tmp_path: Path, tiny_voc: str, one_thread) -> None:
+    config = {
+        "min_sizes": [30, 60, 111, 162, 213, 264],
+        "max_sizes": [60, 111, 162, 213, 264, 315],
+        "aspect_ratios": [[2, 3]] * 6,  # 6 boxes per location everywhere: heads unlike the classic layout
+    }
+    (tmp_path / "priors.json").write_text(json.dumps(config))
+    weights = tmp_path / "w"
+    priors = ("--prior_config", str(tmp_path / "priors.json"))
+    argv = _train_argv(tiny_voc, weights, "--image_sets", "2007:trainval", *priors)
+    assert train.main(argv) == 0
+    model = weights / "ssd300_VOC_1.pth"
+    recorded = json.loads(model.with_suffix(".json").read_text())["prior_config"]
+    assert recorded["aspect_ratios"] == [[2, 3]] * 6 and recorded["name"] == "custom"
+    assert torch.load(model, weights_only=True)["loc.0.weight"].shape[0] == 6 * 4
+
+    out = tmp_path / "eval"
+    argv = ["--trained_model", str(model), "--dataset_root", tiny_voc, "--save_folder", str(out), "--num_workers", "0"]
+    assert _script("eval").main(argv + ["--cuda", "false"]) == 0
+    picture = next(Path(tiny_voc, "VOC2007", "JPEGImages").glob("*.jpg"))
+    argv = ["--trained_model", str(model), "--save_folder", str(tmp_path / "det"), "--cuda", "false", str(picture)]
+    assert _script("test").main(argv) == 0
+
+    from utils.checkpoint import load_model
+
+    net = load_model(model)
+    assert net.priors.shape[0] == sum(f * f * 6 for f in (38, 19, 10, 5, 3, 1))

@@ -19,25 +19,8 @@ import torch
 import train
 from utils.training.log import read_log
 
-pytestmark = pytest.mark.filterwarnings("ignore:--basenet none:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:--basenet none:UserWarning"), pytest.mark.usefixtures("one_thread")]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def voc_root(tmp_path_factory) -> str:
-    from data.synthetic import make_voc_dataset
-
-    root = tmp_path_factory.mktemp("synthetic_voc")
-    make_voc_dataset(str(root), num_train=4, num_test=1, seed=0)
-    return str(root)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _argv(root: str, folder, *extra: str) -> list[str]:
@@ -117,8 +100,8 @@ def test_missing_dataset_root_is_one_clear_line(tmp_path, capsys) -> None:
     assert missing in line and "--dataset_root" in line
 
 
-def test_missing_basenet_says_how_to_obtain_it(voc_root, tmp_path, capsys) -> None:
-    argv = _argv(voc_root, tmp_path / "w", "--max_iter", "1")
+def test_missing_basenet_says_how_to_obtain_it(tiny_voc, tmp_path, capsys) -> None:
+    argv = _argv(tiny_voc, tmp_path / "w", "--max_iter", "1")
     argv[argv.index("--basenet") + 1] = str(tmp_path / "vgg16_reducedfc.pth")
     assert train.main(argv) == 2
     line = _one_error_line(capsys)
@@ -126,15 +109,15 @@ def test_missing_basenet_says_how_to_obtain_it(voc_root, tmp_path, capsys) -> No
     assert "weights/README.md" in line and "python -m weights.convert_vgg16" in line and "--basenet none" in line
 
 
-def test_unreadable_resume_file_is_one_clear_line(voc_root, tmp_path, capsys) -> None:
+def test_unreadable_resume_file_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
-    assert train.main(_argv(voc_root, tmp_path / "w", "--max_iter", "1", "--resume", str(broken))) == 2
+    assert train.main(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--resume", str(broken))) == 2
     assert str(broken) in _one_error_line(capsys)
 
 
-def test_batch_larger_than_the_dataset_is_one_clear_line(voc_root, tmp_path, capsys) -> None:
-    assert train.main(_batch(64, _argv(voc_root, tmp_path / "w", "--max_iter", "1"))) == 2
+def test_batch_larger_than_the_dataset_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
+    assert train.main(_batch(64, _argv(tiny_voc, tmp_path / "w", "--max_iter", "1"))) == 2
     assert "fewer than one batch" in _one_error_line(capsys)
 
 
@@ -168,28 +151,28 @@ def test_coco_trains_an_81_class_model(tmp_path) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_without_a_gpu_is_one_clear_line(voc_root, tmp_path, capsys) -> None:
-    argv = _argv(voc_root, tmp_path / "w", "--max_iter", "1")
+def test_cuda_without_a_gpu_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
+    argv = _argv(tiny_voc, tmp_path / "w", "--max_iter", "1")
     argv[argv.index("--cuda") + 1] = "true"
     assert train.main(argv) == 2
     assert "CUDA is not available" in _one_error_line(capsys)
 
 
-def test_a_class_missing_from_the_classes_file_is_one_clear_line(voc_root, tmp_path, capsys) -> None:
+def test_a_class_missing_from_the_classes_file_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
     classes = tmp_path / "classes.txt"
     classes.write_text("car\n")
-    assert train.main(_argv(voc_root, tmp_path / "w", "--max_iter", "1", "--classes", str(classes))) == 2
+    assert train.main(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--classes", str(classes))) == 2
     line = _one_error_line(capsys)
     assert str(classes) in line and "does not list" in line and ".xml has objects of class" in line
 
 
-def test_a_custom_class_list_sets_the_number_of_classes(voc_root, tmp_path) -> None:
+def test_a_custom_class_list_sets_the_number_of_classes(tiny_voc, tmp_path) -> None:
     from data.synthetic import SYNTHETIC_CLASSES
 
     classes = tmp_path / "classes.txt"
     classes.write_text("\n".join(SYNTHETIC_CLASSES) + "\n")
     folder = tmp_path / "w"
-    assert train.main(_argv(voc_root, folder, "--max_iter", "1", "--classes", str(classes))) == 0
+    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1", "--classes", str(classes))) == 0
     ckpt = torch.load(folder / "ssd300_VOC_last.ckpt", weights_only=True)
     assert ckpt["num_classes"] == len(SYNTHETIC_CLASSES) + 1 and ckpt["class_names"] == list(SYNTHETIC_CLASSES)
     assert ckpt["model"]["conf.0.weight"].shape[0] == 4 * (len(SYNTHETIC_CLASSES) + 1)
@@ -213,7 +196,7 @@ def _batch(size: int, argv: list[str]) -> list[str]:
     return argv
 
 
-def test_resume_continues_exactly(voc_root, tmp_path) -> None:
+def test_resume_continues_exactly(tiny_voc, tmp_path) -> None:
     """3 iterations in one go == 1 iteration, stop, --resume _last.ckpt, 2 more: losses and weights bit-equal.
 
     Batch 2 of 4 images: the resumed run starts mid-epoch and crosses into the next epoch (a new order and new
@@ -221,11 +204,11 @@ def test_resume_continues_exactly(voc_root, tmp_path) -> None:
     """
     schedule = ("--warmup", "2", "--lr_steps", "2", "--clip_grad", "5", "--save_every", "100")
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    assert train.main(_batch(2, _argv(voc_root, whole, "--max_iter", "3", *schedule))) == 0
-    assert train.main(_batch(2, _argv(voc_root, parts, "--max_iter", "1", *schedule))) == 0
+    assert train.main(_batch(2, _argv(tiny_voc, whole, "--max_iter", "3", *schedule))) == 0
+    assert train.main(_batch(2, _argv(tiny_voc, parts, "--max_iter", "1", *schedule))) == 0
     _check_checkpoint(str(parts / "ssd300_VOC_last.ckpt"), 1)
     resume = ["--resume", str(parts / "ssd300_VOC_last.ckpt"), "--max_iter", "3"]
-    assert train.main(_batch(2, _argv(voc_root, parts, *resume))) == 0
+    assert train.main(_batch(2, _argv(tiny_voc, parts, *resume))) == 0
 
     assert len(_losses(whole)) == 3 and all(math.isfinite(v) for pair in _losses(whole) for v in pair)
     assert _losses(parts) == _losses(whole)
@@ -239,9 +222,9 @@ def test_resume_continues_exactly(voc_root, tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_resume_continues_exactly_with_dataloader_workers(voc_root, tmp_path) -> None:
+def test_resume_continues_exactly_with_dataloader_workers(tiny_voc, tmp_path) -> None:
     def argv(folder, *extra: str) -> list[str]:
-        args = _batch(2, _argv(voc_root, folder, "--save_every", "100", *extra))
+        args = _batch(2, _argv(tiny_voc, folder, "--save_every", "100", *extra))
         args[args.index("--num_workers") + 1] = "2"
         return args
 
@@ -252,13 +235,13 @@ def test_resume_continues_exactly_with_dataloader_workers(voc_root, tmp_path) ->
     assert _losses(parts) == _losses(whole)
 
 
-def test_a_full_checkpoint_resumes_with_its_own_args(voc_root, tmp_path, capsys) -> None:
+def test_a_full_checkpoint_resumes_with_its_own_args(tiny_voc, tmp_path, capsys) -> None:
     """``--resume X.ckpt`` continues the recorded run (seed, data, schedule); solver flags given still win;
     locations come from the command line."""
     folder = tmp_path / "w"
-    assert train.main(_argv(voc_root, folder, "--max_iter", "1", "--lr", "5e-4")) == 0
+    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1", "--lr", "5e-4")) == 0
     ckpt = str(folder / "ssd300_VOC_last.ckpt")
-    where = ["--dataset_root", voc_root, "--save_folder", str(folder), "--num_workers", "0", "--cuda", "false"]
+    where = ["--dataset_root", tiny_voc, "--save_folder", str(folder), "--num_workers", "0", "--cuda", "false"]
     assert train.main(["--resume", ckpt, "--max_iter", "2", *where]) == 0
     out = capsys.readouterr().out
     assert f"from {ckpt}: " in out and "--seed 3" in out and "--lr 0.0005" in out
@@ -270,23 +253,23 @@ def test_a_full_checkpoint_resumes_with_its_own_args(voc_root, tmp_path, capsys)
     assert read_log(str(folder / "train_log.csv"))["lr"] == [5e-4, 5e-4, 1e-5]
 
 
-def test_resume_takes_locations_from_the_command_line(voc_root, tmp_path, capsys) -> None:
+def test_resume_takes_locations_from_the_command_line(tiny_voc, tmp_path, capsys) -> None:
     """A moved run writes where it is told, and a changed data order is reported, not silent."""
     first, moved = tmp_path / "first", tmp_path / "moved"
-    assert train.main(_argv(voc_root, first, "--max_iter", "1")) == 0
+    assert train.main(_argv(tiny_voc, first, "--max_iter", "1")) == 0
     ckpt = str(first / "ssd300_VOC_last.ckpt")
-    argv = _batch(2, _argv(voc_root, moved, "--max_iter", "2", "--resume", ckpt))
+    argv = _batch(2, _argv(tiny_voc, moved, "--max_iter", "2", "--resume", ckpt))
     assert train.main(argv) == 0
     assert "no longer an exact continuation" in capsys.readouterr().out
     assert (moved / "ssd300_VOC_2.pth").is_file() and not (first / "ssd300_VOC_2.pth").exists()
     assert torch.load(moved / "ssd300_VOC_last.ckpt", weights_only=True)["iteration"] == 2
 
 
-def test_resume_rejects_a_flag_that_contradicts_the_model(voc_root, tmp_path, capsys) -> None:
+def test_resume_rejects_a_flag_that_contradicts_the_model(tiny_voc, tmp_path, capsys) -> None:
     folder = tmp_path / "w"
-    assert train.main(_argv(voc_root, folder, "--max_iter", "1")) == 0
+    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1")) == 0
     resume = ["--resume", str(folder / "ssd300_VOC_last.ckpt"), "--max_iter", "2", "--size", "512"]
-    assert train.main(_argv(voc_root, folder, *resume)) == 2
+    assert train.main(_argv(tiny_voc, folder, *resume)) == 2
     assert "--size 512 contradicts" in _one_error_line(capsys)
 
 
@@ -297,43 +280,43 @@ def test_every_flag_has_a_resume_rule() -> None:
     assert dests == set(RULES)
 
 
-def test_a_new_run_never_overwrites_another_run(voc_root, tmp_path, capsys) -> None:
+def test_a_new_run_never_overwrites_another_run(tiny_voc, tmp_path, capsys) -> None:
     folder = tmp_path / "w"
-    assert train.main(_argv(voc_root, folder, "--max_iter", "1")) == 0
+    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1")) == 0
     before = (folder / "ssd300_VOC_last.ckpt").read_bytes()
-    assert train.main(_argv(voc_root, folder, "--max_iter", "1")) == 2
+    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1")) == 2
     line = _one_error_line(capsys)
     assert "holds another run" in line and "--resume" in line and "--overwrite true" in line
     assert (folder / "ssd300_VOC_last.ckpt").read_bytes() == before
-    assert train.main(_argv(voc_root, folder, "--max_iter", "1", "--overwrite", "true")) == 0
+    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1", "--overwrite", "true")) == 0
 
 
-def test_a_state_dict_resume_loads_weights_and_starts_at_start_iter(voc_root, tmp_path) -> None:
+def test_a_state_dict_resume_loads_weights_and_starts_at_start_iter(tiny_voc, tmp_path) -> None:
     first = tmp_path / "first"
-    assert train.main(_argv(voc_root, first, "--max_iter", "1")) == 0
+    assert train.main(_argv(tiny_voc, first, "--max_iter", "1")) == 0
     weights = first / "ssd300_VOC_1.pth"
     second = tmp_path / "second"
     resume = ["--resume", str(weights), "--start_iter", "5", "--max_iter", "6", "--lr_steps", "5"]
-    assert train.main(_argv(voc_root, second, *resume)) == 0
+    assert train.main(_argv(tiny_voc, second, *resume)) == 0
     log = read_log(str(second / "train_log.csv"))
     assert log["iter"] == [6] and log["lr"] == [pytest.approx(1e-4)]
     assert (second / "ssd300_VOC_6.pth").is_file()
     assert torch.load(second / "ssd300_VOC_last.ckpt", weights_only=True)["iteration"] == 6
 
 
-def test_a_checkpoint_for_other_classes_names_the_keys(voc_root, tmp_path, capsys) -> None:
+def test_a_checkpoint_for_other_classes_names_the_keys(tiny_voc, tmp_path, capsys) -> None:
     from ssd import build_ssd
 
     other = tmp_path / "other.pth"
     torch.save(build_ssd("train", 300, num_classes=5).state_dict(), other)
-    assert train.main(_argv(voc_root, tmp_path / "w", "--max_iter", "1", "--resume", str(other))) == 2
+    assert train.main(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--resume", str(other))) == 2
     line = _one_error_line(capsys)
     assert str(other) in line and "conf.0.weight" in line
 
 
-def test_bf16_autocast_trains(voc_root, tmp_path) -> None:
+def test_bf16_autocast_trains(tiny_voc, tmp_path) -> None:
     folder = tmp_path / "w"
-    assert train.main(_argv(voc_root, folder, "--max_iter", "1", "--amp", "bf16")) == 0
+    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1", "--amp", "bf16")) == 0
     assert all(math.isfinite(v) for pair in _losses(folder) for v in pair)
     state = torch.load(folder / "ssd300_VOC_1.pth", weights_only=True)
     assert state["vgg.0.weight"].dtype == torch.float32
@@ -342,7 +325,7 @@ def test_bf16_autocast_trains(voc_root, tmp_path) -> None:
 # ----------------------------------------------------------------------------------------------- robustness
 
 
-def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(voc_root, tmp_path) -> None:
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(tiny_voc, tmp_path) -> None:
     """The training process dies half-way through writing the second _last.ckpt: the first still loads."""
     folder = tmp_path / "w"
     script = textwrap.dedent(f"""
@@ -357,7 +340,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(voc_root, tmp_
                 os._exit(9)
         torch.save = dying_save
         torch.set_num_threads(1)
-        train.main({_argv(voc_root, folder, "--max_iter", "2", "--save_every", "1")!r})
+        train.main({_argv(tiny_voc, folder, "--max_iter", "2", "--save_every", "1")!r})
     """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 9, proc.stderr[-2000:]
@@ -367,7 +350,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(voc_root, tmp_
     assert len(stray) == 1 and stray[0].startswith(".")
 
 
-def test_sigterm_saves_both_files_for_the_current_iteration(voc_root, tmp_path, monkeypatch, capsys) -> None:
+def test_sigterm_saves_both_files_for_the_current_iteration(tiny_voc, tmp_path, monkeypatch, capsys) -> None:
     class SignalledLoss(train.MultiBoxLoss):
         def sums(self, predictions, targets):
             os.kill(os.getpid(), signal.SIGTERM)  # arrives during iteration 1
@@ -376,7 +359,7 @@ def test_sigterm_saves_both_files_for_the_current_iteration(voc_root, tmp_path, 
     monkeypatch.setattr(train, "MultiBoxLoss", SignalledLoss)
     folder = tmp_path / "w"
     handler = signal.getsignal(signal.SIGTERM)
-    assert train.main(_argv(voc_root, folder, "--max_iter", "50")) == 143
+    assert train.main(_argv(tiny_voc, folder, "--max_iter", "50")) == 143
     assert "stopped by SIGTERM at iteration 1" in capsys.readouterr().out
     assert (folder / "ssd300_VOC_1.pth").is_file() and (folder / "ssd300_VOC_1.json").is_file()
     _check_checkpoint(str(folder / "ssd300_VOC_last.ckpt"), 1)
@@ -384,10 +367,10 @@ def test_sigterm_saves_both_files_for_the_current_iteration(voc_root, tmp_path, 
 
 
 @pytest.mark.slow
-def test_ctrl_c_from_outside_saves_and_exits_cleanly(voc_root, tmp_path) -> None:
+def test_ctrl_c_from_outside_saves_and_exits_cleanly(tiny_voc, tmp_path) -> None:
     """A real SIGINT to a training process with a DataLoader worker: both files for the iteration it reached."""
     folder = tmp_path / "w"
-    argv = _argv(voc_root, folder, "--max_iter", "1000")
+    argv = _argv(tiny_voc, folder, "--max_iter", "1000")
     argv[argv.index("--num_workers") + 1] = "1"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -425,19 +408,19 @@ def _loss_with_nan_at(calls: set[int]) -> type:
     return NanLoss
 
 
-def test_a_non_finite_loss_skips_the_step(voc_root, tmp_path, monkeypatch) -> None:
+def test_a_non_finite_loss_skips_the_step(tiny_voc, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(train, "MultiBoxLoss", _loss_with_nan_at({1}))
     folder = tmp_path / "w"
     with pytest.warns(RuntimeWarning, match="iteration 1: non-finite loss"):
-        assert train.main(_argv(voc_root, folder, "--max_iter", "2")) == 0
+        assert train.main(_argv(tiny_voc, folder, "--max_iter", "2")) == 0
     assert read_log(str(folder / "train_log.csv"))["iter"] == [2]
 
 
-def test_non_finite_losses_in_a_row_stop_training(voc_root, tmp_path, monkeypatch, capsys) -> None:
+def test_non_finite_losses_in_a_row_stop_training(tiny_voc, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(train, "MultiBoxLoss", _loss_with_nan_at(set(range(1, 100))))
     monkeypatch.setattr(train, "MAX_NONFINITE_STEPS", 2)
     with pytest.warns(RuntimeWarning, match="non-finite loss"):
-        assert train.main(_argv(voc_root, tmp_path / "w", "--max_iter", "20")) == 2
+        assert train.main(_argv(tiny_voc, tmp_path / "w", "--max_iter", "20")) == 2
     assert "not finite for 2 iterations in a row" in _one_error_line(capsys)
 
 
