@@ -226,7 +226,8 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
 
 def _plot(folder: str) -> None:
     try:
-        plot_loss(os.path.join(folder, "train_log.csv"), os.path.join(folder, "loss.png"))
+        paths = (os.path.join(folder, name) for name in ("train_log.csv", "loss.png", "eval_log.csv"))
+        plot_loss(*paths)
     except Exception as err:  # noqa: BLE001 - a missing matplotlib must not fail a finished training
         warnings.warn(f"could not draw loss.png: {err}", UserWarning, stacklevel=2)
 

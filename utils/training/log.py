@@ -72,8 +72,19 @@ def read_log(path: str) -> dict[str, list[float]]:
     return columns
 
 
-def plot_loss(csv_path: str, png_path: str) -> None:
-    """Plot loc, conf and total loss against the iteration from ``csv_path`` into ``png_path``.
+def read_eval_log(path: str) -> tuple[list[int], list[float], str]:
+    """Iterations, values and metric name of an ``eval_log.csv`` (``iter,metric,value,seconds``); empty when
+    the file is missing."""
+    if not os.path.isfile(path):
+        return [], [], ""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("value") not in (None, "", "nan")]
+    return [int(r["iter"]) for r in rows], [float(r["value"]) for r in rows], (rows[0]["metric"] if rows else "")
+
+
+def plot_loss(csv_path: str, png_path: str, eval_path: str | None = None) -> None:
+    """Plot loc, conf and total loss against the iteration from ``csv_path`` into ``png_path``; with an
+    ``eval_path`` (``eval_log.csv``) holding results, the validation metric on a second axis.
 
     matplotlib is imported here, with the Agg backend, so training never needs a display.
     """
@@ -90,7 +101,15 @@ def plot_loss(csv_path: str, png_path: str) -> None:
     ax.set_ylabel("loss")
     ax.set_title("SSD training loss")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    handles, labels = ax.get_legend_handles_labels()
+    iters, values, metric = read_eval_log(eval_path) if eval_path else ([], [], "")
+    if iters:
+        right = ax.twinx()
+        (line,) = right.plot(iters, values, "o-", color="black", linewidth=1.5, label=f"validation {metric}")
+        right.set_ylabel(f"validation {metric}")
+        right.set_ylim(0.0, max(1e-3, max(values) * 1.1))
+        handles, labels = handles + [line], labels + [line.get_label()]
+    ax.legend(handles, labels, loc="upper right")
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)

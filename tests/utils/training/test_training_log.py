@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from utils.training.log import COLUMNS, TrainLog, plot_loss, read_log
+from utils.training.log import COLUMNS, TrainLog, plot_loss, read_eval_log, read_log
 
 
 def test_rows_hold_exact_values(tmp_path) -> None:
@@ -50,4 +50,25 @@ def test_plot_loss_writes_a_png(tmp_path) -> None:
         log.write(i, 3.0 / i, 6.0 / i, 1e-3, 2.0)
     log.close()
     plot_loss(path, str(tmp_path / "loss.png"))
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_loss_draws_the_validation_metric_on_a_second_axis(tmp_path, monkeypatch) -> None:
+    import matplotlib.figure
+
+    path = str(tmp_path / "train_log.csv")
+    log = TrainLog(path)
+    for i in range(1, 5):
+        log.write(i, 3.0 / i, 6.0 / i, 1e-3, 2.0)
+    log.close()
+    (tmp_path / "eval_log.csv").write_text("iter,metric,value,seconds\n2,voc07,0.125,1.0\n4,voc07,0.5,1.0\n")
+    assert read_eval_log(str(tmp_path / "eval_log.csv")) == ([2, 4], [0.125, 0.5], "voc07")
+    axes_seen = []
+    real_savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: axes_seen.append(fig.axes) or
+                        real_savefig(fig, *a, **k))  # fmt: skip
+    plot_loss(path, str(tmp_path / "loss.png"), str(tmp_path / "eval_log.csv"))
+    (ax, right) = axes_seen[0]
+    assert right.get_ylabel() == "validation voc07"
+    assert list(right.lines[0].get_xdata()) == [2, 4] and list(right.lines[0].get_ydata()) == [0.125, 0.5]
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
