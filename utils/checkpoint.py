@@ -485,17 +485,29 @@ def model_from_facts(
     returned on the CPU, in eval mode for phase "test". A state_dict that does not fit is a CheckpointError
     naming ``source`` and the keys.
     """
+    what = f"SSD{facts.size} with {facts.num_classes} classes and {facts.prior_config['name']} priors"
+    model = (facts.size, facts.num_classes, dict(facts.prior_config), facts.batch_norm)
+    return _build_and_load(sd, phase, *model, f"checkpoint {source} does not fit {what}", **detect_kwargs)
+
+
+def _build_and_load(
+    sd: Mapping[str, Tensor],
+    phase: str,
+    size: int,
+    num_classes: int,
+    cfg: Mapping[str, Any],
+    batch_norm: bool,
+    misfit: str,
+    **detect_kwargs: Any,
+) -> SSD:
+    """``build_ssd`` with these arguments, ``sd`` loaded strictly (else CheckpointError ``misfit: <keys>``), in
+    eval mode for phase "test"."""
     from ssd import build_ssd  # scripts → ssd; imported here so this module stays light
 
-    net = build_ssd(
-        phase, facts.size, facts.num_classes, cfg=dict(facts.prior_config), batch_norm=facts.batch_norm, **detect_kwargs
-    )
+    net = build_ssd(phase, size=size, num_classes=num_classes, cfg=cfg, batch_norm=batch_norm, **detect_kwargs)
     report = fit_report(net.state_dict(), sd)
     if report:
-        raise CheckpointError(
-            f"checkpoint {source} does not fit SSD{facts.size} with {facts.num_classes} classes and "
-            f"{facts.prior_config['name']} priors: {report}"
-        )
+        raise CheckpointError(f"{misfit}: {report}")
     net.load_state_dict(sd, strict=True)
     if phase == "test":
         net.eval()
@@ -515,23 +527,15 @@ def model_from_state_dict(
 
     The prior config is ``dataset``'s (default VOC) at the size; ``source`` names the file in errors.
     """
-    from ssd import build_ssd
-
     found_size, found_classes, batch_norm = describe_state_dict(sd)
     size = found_size if size is None else int(size)
     num_classes = found_classes if num_classes is None else int(num_classes)
     cfg = get_config(_dataset_key(dataset) or "VOC", size)
-    net = build_ssd(phase, size=size, num_classes=num_classes, cfg=cfg, batch_norm=batch_norm, **detect_kwargs)
-    report = fit_report(net.state_dict(), sd)
-    if report:
-        raise CheckpointError(
-            f"checkpoint {source} (SSD{found_size}, {found_classes} classes) does not fit "
-            f"SSD{size} with {num_classes} classes: {report}"
-        )
-    net.load_state_dict(sd, strict=True)
-    if phase == "test":
-        net.eval()
-    return net
+    misfit = (
+        f"checkpoint {source} (SSD{found_size}, {found_classes} classes) does not fit SSD{size} with "
+        f"{num_classes} classes"
+    )
+    return _build_and_load(sd, phase, size, num_classes, cfg, batch_norm, misfit, **detect_kwargs)
 
 
 def load_model(
