@@ -6,12 +6,17 @@
 
 Cases, each for ours and torchvision with the same device, batch, precision and switches (see benchmarks/README.md):
   raw         the raw network (ours ``predict``; torchvision backbone + head) on a normalised batch
-  end_to_end  images in [0, 1] -> detections at conf 0.01, NMS 0.45, top_k 200 (realistic score statistics)
-  postprocess the post-processing alone, on precomputed network outputs
+  end_to_end  images in [0, 1] -> detections at conf 0.01, NMS 0.45, top_k 200, in each score regime
+  postprocess the post-processing alone on the same precomputed outputs of our network, in each score regime:
+              ours (softmax + Detect), the previous Detect, torchvision's postprocess_detections
   train       one SGD step: forward, loss with matching, backward, update, on a device-resident batch
   match       target matching alone (ours: ``match_batch`` on the padded batch)
   loss        matching + loss forward + backward on precomputed outputs; also the classic per-image loop
   onnx        the exported graph (network + decoding) in onnxruntime beside PyTorch (CPU only)
+Score regimes (``--regime``): "dense", where nearly every (prior, class) pair scores above 0.01 as with an untrained
+or early checkpoint, and "sparse", about 150 pairs per image as with a trained detector (see ``workloads``).
+In the dense regime the JSON also holds the peak memory of one Detect call on the CPU (torch.profiler) and the
+bound on torchvision's GPU NMS mask that Detect's chunking keeps at COCO batch 32.
 Figures are medians after warm-up, the implementations taking turns call by call, synchronised on CUDA.
 """
 
@@ -30,7 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import workloads as W  # noqa: E402
-from benchmarks.timing import machine_info, median_ms, time_interleaved, write_json  # noqa: E402
+from benchmarks.previous_detect import PreviousDetect  # noqa: E402
+from benchmarks.timing import machine_info, median_ms, peak_cpu_memory_bytes, time_interleaved, write_json  # noqa: E402
+from layers.functions.detection import NMS_MASK_BYTES, max_boxes_per_nms, nms_chunk_sizes, nms_mask_bytes  # noqa: E402
 
 CASES = ("raw", "end_to_end", "postprocess", "train", "match", "loss", "onnx")
 LIGHT_CASES = ("postprocess", "match", "loss")  # no network: cheap, so timed more often
@@ -38,8 +45,17 @@ DEFAULTS = {
     "cpu": {"batch_sizes": "1,8", "warmup": 1, "iters": 3, "light_warmup": 2, "light_iters": 10},
     "cuda": {"batch_sizes": "1,8,32", "warmup": 10, "iters": 50, "light_warmup": 10, "light_iters": 100},
 }
-SCORE_TARGET = 150.0  # mean (prior, class) pairs per image above conf 0.01 after calibration
+REGIMES = ("dense", "sparse")
+# (regime, case, other implementation, least ratio of its time to ours) at batch 8 on the CPU
+CPU_SPEEDUP_TARGETS = (
+    ("dense", "postprocess", "previous", 5.0),
+    ("dense", "postprocess", "torchvision", 2.0),
+    ("dense", "end_to_end", "torchvision", 0.97),
+    ("sparse", "postprocess", "torchvision", 2.0),
+    ("sparse", "end_to_end", "torchvision", 1.0),
+)
 CALIBRATION_BATCH = 8
+MIB = 2**20
 NOTES_CPU_CONTENTION = (
     "CPU run on a machine shared with other jobs: absolute figures vary with their load; the ratios come from "
     "the same run with the implementations taking turns call by call, and are what counts."
@@ -59,6 +75,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--light_warmup", type=int, default=None, help="untimed calls, postprocess/match/loss")
     parser.add_argument("--light_iters", type=int, default=None, help="timed calls, postprocess/match/loss")
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
+    parser.add_argument(
+        "--regime", choices=(*REGIMES, "both"), default="both", help="score regime of end_to_end and postprocess"
+    )
+    parser.add_argument(
+        "--no_previous", action="store_true", help="leave the previous Detect out of the postprocess case"
+    )
     parser.add_argument("--onnx_batch_sizes", default="1,8")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (and onnxruntime's); default: torch's choice"
@@ -73,6 +95,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
     args.onnx_batch_sizes = [int(b) for b in str(args.onnx_batch_sizes).split(",")]
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    args.regimes = list(REGIMES) if args.regime == "both" else [args.regime]
     unknown = sorted(set(args.cases) - set(CASES))
     if unknown:
         parser.error(f"unknown cases {unknown}; expected some of {list(CASES)}")
@@ -85,16 +108,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def measure(
-    case: str, batch: int, fns: dict[str, Callable[[], Any]], device: torch.device, warmup: int, iters: int
+    case: str,
+    batch: int,
+    fns: dict[str, Callable[[], Any]],
+    device: torch.device,
+    warmup: int,
+    iters: int,
+    regime: str | None = None,
 ) -> list[dict[str, Any]]:
     """Time ``fns`` (implementation name -> call) and return one record per implementation."""
     times = time_interleaved(fns, device, warmup, iters)
     records = []
+    label = case if regime is None else f"{case} {regime}"
     for impl, seconds in times.items():
         ms = median_ms(seconds)
         records.append(
             {
                 "case": case,
+                **({} if regime is None else {"regime": regime}),
                 "batch": batch,
                 "impl": impl,
                 "median_ms": round(ms, 4),
@@ -104,61 +135,124 @@ def measure(
                 "max_ms": round(max(seconds) * 1e3, 4),
             }
         )
-        print(f"  {case:<11} batch {batch:>3}  {impl:<12} {ms:10.2f} ms {batch / ms * 1e3:10.1f} img/s", flush=True)
+        print(f"  {label:<18} batch {batch:>3}  {impl:<12} {ms:10.2f} ms {batch / ms * 1e3:10.1f} img/s", flush=True)
     return records
 
 
-def score_statistics(ours: Any, tv: Any, images: torch.Tensor, settings: W.Settings) -> dict[str, Any]:
-    """Calibrate both models' background bias (see ``workloads``) and report what passes the threshold."""
-    x = W.normalise(images, settings)
+def regime_statistics(
+    ours: Any, tv: Any, outputs: tuple[torch.Tensor, torch.Tensor], tv_head: dict[str, torch.Tensor], regime: str
+) -> tuple[dict[str, W.Adjustment], dict[str, Any]]:
+    """Each model's logit adjustment for a regime, its candidates per image before and after, and the detections
+    per image its own post-processing then gives, on the calibration batch (fp32 outputs).
+
+    Args:
+        outputs: our (loc Tensor[B, P, 4], logits Tensor[B, P, C]); tv_head: torchvision's raw outputs.
+    Returns:
+        the adjustment per model ("ours", "torchvision"), and the statistics for the JSON.
+    """
+    loc, logits = outputs
+    tv_logits = tv_head["cls_logits"]
+    adjust = {"ours": W.regime_adjustment(regime, logits), "torchvision": W.regime_adjustment(regime, tv_logits)}
+    batch = loc.shape[0]
     with torch.inference_mode():
-        ours_logits = ours.predict(x)[1]
-        tv_logits = W.torchvision_raw(tv, x)["cls_logits"]
-    stats: dict[str, Any] = {
-        "method": (
-            "random weights give a near-uniform softmax (~0.048 per class: all 8732 priors of every class would pass "
-            "0.01), so for each model one constant is added to the background logit bias of every conf conv, found "
-            f"by bisection on a calibration batch of {images.shape[0]} seeded images so that on average "
-            f"{SCORE_TARGET:g} (prior, class) pairs per image score above 0.01 (fp32)"
-        ),
-        "target_candidates_per_image": SCORE_TARGET,
-    }
-    for name, model, logits in (("ours", ours, ours_logits), ("torchvision", tv, tv_logits)):
-        before = W.candidates_per_image(logits)
-        shift = W.calibrate_background(model, logits, SCORE_TARGET)
+        scores = torch.softmax(W.adjusted_logits(logits, adjust["ours"]), -1)
+        detections = ours.detect(loc, scores, ours.priors)
+        tv_adjusted = {**tv_head, "cls_logits": W.adjusted_logits(tv_logits, adjust["torchvision"])}
+        anchors = W.torchvision_anchors(tv, loc.new_zeros(batch, 3, W.SIZE, W.SIZE))
+        tv_detections = tv.postprocess_detections(tv_adjusted, anchors, [(W.SIZE, W.SIZE)] * batch)
+    stats: dict[str, Any] = {"target_candidates_per_image": round(W.REGIME_CANDIDATES[regime], 1)}
+    for name, model_logits in (("ours", logits), ("torchvision", tv_logits)):
         stats[name] = {
-            "background_bias_added": round(shift, 4),
-            "candidates_per_image_before": before,
-            "candidates_per_image": W.candidates_per_image(logits, shift),
+            "logit_scale": round(adjust[name].scale, 4),
+            "background_bias_added": round(adjust[name].shift, 4),
+            "candidates_per_image_before": W.candidates_per_image(model_logits),
+            "candidates_per_image": W.candidates_per_image(model_logits, adjust[name]),
         }
-    with torch.inference_mode(), settings.autocast():
-        detections = ours(x)
-        tv_detections = tv(list(images))
-    stats["ours"]["detections_per_image"] = float((detections[..., 0] > 0).sum()) / images.shape[0]
-    stats["torchvision"]["detections_per_image"] = sum(len(d["boxes"]) for d in tv_detections) / images.shape[0]
-    return stats
+    stats["ours"]["detections_per_image"] = float((detections[..., 0] > 0).sum()) / batch
+    stats["torchvision"]["detections_per_image"] = sum(len(d["boxes"]) for d in tv_detections) / batch
+    return adjust, stats
+
+
+def detect_memory(ours: Any, loc: torch.Tensor, logits: torch.Tensor, previous: bool) -> dict[str, Any]:
+    """Peak memory of one Detect call on the CPU (torch.profiler), dense regime, and the GPU NMS mask bound.
+
+    Args:
+        loc (Tensor[B, P, 4]), logits (Tensor[B, P, C]): our outputs with the dense regime's adjustment.
+    """
+    loc, scores, priors = loc.float().cpu(), torch.softmax(logits.float().cpu(), -1), ours.priors.cpu()
+    detects = {"ours": ours.detect}
+    if previous:
+        detects["previous"] = PreviousDetect(W.NUM_CLASSES, 0, W.TOP_K, W.CONF_THRESH, W.NMS_THRESH)
+    memory: dict[str, Any] = {"batch": loc.shape[0], "method": "torch.profiler(profile_memory=True), CPU, fp32"}
+    for name, detect in detects.items():
+        with torch.inference_mode():
+            memory[f"{name}_peak_mib"] = round(peak_cpu_memory_bytes(lambda d=detect: d(loc, scores, priors)) / MIB, 2)
+    memory["gpu_nms_mask"] = [nms_mask_bound(32, 81), nms_mask_bound(32, 21)]
+    return memory
+
+
+def nms_mask_bound(batch: int, num_classes: int, top_k: int = W.TOP_K) -> dict[str, Any]:
+    """Analytic size of torchvision's GPU NMS mask when every class of every image has ``top_k`` candidates:
+    in one call over all of them, and in Detect's chunks (computed by its own chunking)."""
+    boxes = batch * (num_classes - 1) * top_k
+    group = torch.arange(batch * (num_classes - 1)).repeat_interleave(top_k)  # sorted, ``top_k`` per group
+    sizes = nms_chunk_sizes(group, max_boxes_per_nms(torch.device("cuda")), top_k)
+    return {
+        "batch": batch,
+        "num_classes": num_classes,
+        "top_k": top_k,
+        "boxes": boxes,
+        "one_call_mask_mib": round(nms_mask_bytes(boxes) / MIB, 1),
+        "calls": len(sizes),
+        "largest_call_boxes": max(sizes),
+        "largest_call_mask_mib": round(nms_mask_bytes(max(sizes)) / MIB, 1),
+        "bound_mib": NMS_MASK_BYTES / MIB,
+    }
 
 
 def run_inference_cases(args: argparse.Namespace, settings: W.Settings, result: dict[str, Any]) -> None:
-    """raw, end_to_end, postprocess (and the score calibration they need)."""
+    """raw, then end_to_end and postprocess in each score regime (with the calibration they need)."""
     ours = W.build_ours("test", settings, args.seed)
     tv = W.build_torchvision(False, settings, args.seed)
     pool = W.make_images(max(args.batch_sizes + [CALIBRATION_BATCH]), settings.device, args.seed)
-    result["score_statistics"] = score_statistics(ours, tv, pool[:CALIBRATION_BATCH], settings)
+    with torch.inference_mode():  # fp32: calibration, statistics, and (cast) the postprocess case's inputs
+        loc, logits = ours.predict(W.normalise(pool, settings))
+        tv_head = W.torchvision_raw(tv, W.normalise(pool[:CALIBRATION_BATCH], settings))
+    calibration = (loc[:CALIBRATION_BATCH], logits[:CALIBRATION_BATCH])
+    amp_dtype = settings.amp_dtype or torch.float32  # what the network gives under autocast
+    result["score_statistics"] = {
+        "method": (
+            "per model and regime, its conf convs' weights and biases are multiplied by logit_scale (dense) or its "
+            "background bias raised by background_bias_added (sparse), the value found by bisection on the fp32 "
+            f"logits of a calibration batch of {CALIBRATION_BATCH} seeded images so that on average the regime's "
+            "number of (prior, non-background class) pairs per image score above 0.01"
+        ),
+    }
     W.compile_networks(ours, tv, settings)
-    for batch in args.batch_sizes:
-        images = pool[:batch]
-        if "raw" in args.cases:
-            fns = W.raw_fns(ours, tv, W.normalise(images, settings), settings)
+    if "raw" in args.cases:
+        for batch in args.batch_sizes:
+            fns = W.raw_fns(ours, tv, W.normalise(pool[:batch], settings), settings)
             result["results"] += measure("raw", batch, fns, settings.device, args.warmup, args.iters)
-        if "end_to_end" in args.cases:
-            fns = W.end_to_end_fns(ours, tv, images, settings)
-            result["results"] += measure("end_to_end", batch, fns, settings.device, args.warmup, args.iters)
-        if "postprocess" in args.cases:
-            fns = W.postprocess_fns(ours, tv, images, settings)
-            result["results"] += measure(
-                "postprocess", batch, fns, settings.device, args.light_warmup, args.light_iters
+    for regime in args.regimes:
+        adjust, result["score_statistics"][regime] = regime_statistics(ours, tv, calibration, tv_head, regime)
+        regime_logits = W.adjusted_logits(logits, adjust["ours"])
+        if regime == "dense" and "postprocess" in args.cases:
+            result["detect_memory"] = detect_memory(
+                ours, *(t[:CALIBRATION_BATCH] for t in (loc, regime_logits)), previous=not args.no_previous
             )
+        with W.adjusted_head(ours, adjust["ours"]), W.adjusted_head(tv, adjust["torchvision"]):
+            for batch in args.batch_sizes:
+                if "end_to_end" in args.cases:
+                    fns = W.end_to_end_fns(ours, tv, pool[:batch], settings)
+                    result["results"] += measure(
+                        "end_to_end", batch, fns, settings.device, args.warmup, args.iters, regime
+                    )
+                if "postprocess" in args.cases:
+                    outputs = (t[:batch].to(amp_dtype) for t in (loc, regime_logits))
+                    fns = W.postprocess_fns(ours, tv, *outputs, settings, previous=not args.no_previous)
+                    result["results"] += measure(
+                        "postprocess", batch, fns, settings.device, args.light_warmup, args.light_iters, regime
+                    )
 
 
 def run_training_cases(args: argparse.Namespace, settings: W.Settings, result: dict[str, Any]) -> None:
@@ -202,92 +296,104 @@ def run_onnx_case(args: argparse.Namespace, result: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------- reporting
 
 
+def _key(record: dict[str, Any]) -> tuple[str, str, int]:
+    """(case, regime or "", batch): what the implementations of one measurement share."""
+    return record["case"], record.get("regime", ""), record["batch"]
+
+
+def _order(key: tuple[str, str, int]) -> tuple[int, str, int]:
+    return CASES.index(key[0]), key[1], key[2]
+
+
+def _label(case: str, regime: str) -> str:
+    return f"{case} ({regime})" if regime else case
+
+
 def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each (case, batch): how many times faster ours is than each other implementation (time / our time)."""
+    """For each (case, regime, batch): how many times faster ours is than each other implementation."""
     out = []
-    keys = sorted({(r["case"], r["batch"]) for r in records}, key=lambda k: (CASES.index(k[0]), k[1]))
-    for case, batch in keys:
-        row = {r["impl"]: r["median_ms"] for r in records if r["case"] == case and r["batch"] == batch}
+    for key in sorted({_key(r) for r in records}, key=_order):
+        case, regime, batch = key
+        row = {r["impl"]: r["median_ms"] for r in records if _key(r) == key}
         for impl, ms in row.items():
             if impl != "ours" and "ours" in row:
-                out.append({"case": case, "batch": batch, "versus": impl, "ours_speedup": round(ms / row["ours"], 3)})
+                ratio = {"case": case, **({"regime": regime} if regime else {}), "batch": batch, "versus": impl}
+                out.append(ratio | {"ours_speedup": round(ms / row["ours"], 3)})
     return out
 
 
 def check_targets(records: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
-    """The issue's targets that this run can judge, each with the measured value."""
+    """The targets that this run can judge, each with the measured value.
 
-    def ms(case: str, batch: int, impl: str) -> float | None:
-        found = [r["median_ms"] for r in records if (r["case"], r["batch"], r["impl"]) == (case, batch, impl)]
-        return found[0] if found else None
+    Records without a regime (runs before score regimes existed) count as the sparse regime.
+    """
 
-    def ips(case: str, batch: int, impl: str = "ours") -> float | None:
-        t = ms(case, batch, impl)
+    def ms(case: str, batch: int, impl: str, regime: str | None = None) -> float | None:
+        for r in records:
+            found = r.get("regime")
+            if (r["case"], r["batch"], r["impl"]) == (case, batch, impl) and (
+                found == regime or (found is None and regime == "sparse")
+            ):
+                return r["median_ms"]
+        return None
+
+    def ips(case: str, batch: int, impl: str = "ours", regime: str | None = None) -> float | None:
+        t = ms(case, batch, impl, regime)
         return None if t is None else batch / t * 1e3
 
     checks = []
 
-    def add(name: str, value: float | None, goal: str, met: Callable[[float], bool]) -> None:
+    def add(name: str, value: float | None, goal: float) -> None:
         if value is not None:
-            checks.append({"target": name, "value": round(value, 3), "goal": goal, "met": bool(met(value))})
+            checks.append({"target": name, "value": round(value, 3), "goal": f">= {goal:g}", "met": value >= goal})
+
+    def speedup(case: str, batch: int, other: str, regime: str | None = None) -> float | None:
+        theirs, mine = ms(case, batch, other, regime), ms(case, batch, "ours", regime)
+        return theirs / mine if theirs and mine else None
 
     if device == "cpu":
-        tv, ours = ms("end_to_end", 8, "torchvision"), ms("end_to_end", 8, "ours")
-        add("end_to_end batch 8: torchvision time / ours", tv / ours if tv and ours else None, ">= 1", lambda v: v >= 1)
-        classic, ours_loss = ms("loss", 8, "classic"), ms("loss", 8, "ours")
-        add(
-            "matching + loss fwd/bwd batch 8: classic loop time / ours",
-            classic / ours_loss if classic and ours_loss else None,
-            ">= 3",
-            lambda v: v >= 3,
-        )
+        for regime, case, other, goal in CPU_SPEEDUP_TARGETS:
+            add(f"{regime} {case} batch 8: {other} time / ours", speedup(case, 8, other, regime), goal)
+        add("matching + loss fwd/bwd batch 8: classic loop time / ours", speedup("loss", 8, "classic"), 3)
     else:
-        e2e, raw = ips("end_to_end", 32), ips("raw", 32)
-        add(
-            "end_to_end batch 32 img/s / our raw img/s",
-            e2e / raw if e2e and raw else None,
-            ">= 0.8",
-            lambda v: v >= 0.8,
-        )
-        add("end_to_end batch 1 img/s", ips("end_to_end", 1), ">= 300", lambda v: v >= 300)
+        e2e, raw = ips("end_to_end", 32, regime="sparse"), ips("raw", 32)
+        add("sparse end_to_end batch 32 img/s / our raw img/s", e2e / raw if e2e and raw else None, 0.8)
+        add("sparse end_to_end batch 1 img/s", ips("end_to_end", 1, regime="sparse"), 300)
         tv_train, train = ips("train", 32, "torchvision"), ips("train", 32)
-        add(
-            "train batch 32: ours img/s / torchvision",
-            train / tv_train if train and tv_train else None,
-            ">= 3",
-            lambda v: v >= 3,
-        )
-        add("match batch 32 ms", ms("match", 32, "ours"), "<= 1", lambda v: v <= 1)
+        add("train batch 32: ours img/s / torchvision", train / tv_train if train and tv_train else None, 3)
+        match = ms("match", 32, "ours")
+        if match is not None:
+            checks.append({"target": "match batch 32 ms", "value": round(match, 3), "goal": "<= 1", "met": match <= 1})
     return checks
 
 
 def format_table(records: list[dict[str, Any]]) -> str:
-    """One line per (case, batch, implementation): median ms, img/s, and how many times faster ours is."""
-    ours_ms = {(r["case"], r["batch"]): r["median_ms"] for r in records if r["impl"] == "ours"}
-    lines = [f"{'case':<12}{'batch':>6}  {'impl':<12}{'median ms':>12}{'img/s':>11}{'ours faster':>13}"]
+    """One line per (case, regime, batch, implementation): median ms, img/s, and how many times faster ours is."""
+    ours_ms = {_key(r): r["median_ms"] for r in records if r["impl"] == "ours"}
+    lines = [f"{'case':<22}{'batch':>6}  {'impl':<12}{'median ms':>12}{'img/s':>11}{'ours faster':>13}"]
     for r in records:
-        mine = ours_ms.get((r["case"], r["batch"]))
+        mine = ours_ms.get(_key(r))
         speedup = f"{r['median_ms'] / mine:.2f}x" if mine and r["impl"] != "ours" else ""
         lines.append(
-            f"{r['case']:<12}{r['batch']:>6}  {r['impl']:<12}{r['median_ms']:>12.2f}{r['img_per_s']:>11.1f}"
-            f"{speedup:>13}"
+            f"{_label(r['case'], r.get('regime', '')):<22}{r['batch']:>6}  {r['impl']:<12}{r['median_ms']:>12.2f}"
+            f"{r['img_per_s']:>11.1f}{speedup:>13}"
         )
     return "\n".join(lines)
 
 
 def markdown_summary(result: dict[str, Any]) -> str:
-    """A Markdown table of a result JSON: per case and batch, ours and the others in img/s, and our speed-up."""
-    by_key: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    """A Markdown table of a result JSON: per case (and regime) and batch, ours and the others, our speed-up."""
+    by_key: dict[tuple[str, str, int], dict[str, dict[str, Any]]] = {}
     for r in result["results"]:
-        by_key.setdefault((r["case"], r["batch"]), {})[r["impl"]] = r
+        by_key.setdefault(_key(r), {})[r["impl"]] = r
     lines = ["| case | batch | ours ms | ours img/s | other | other ms | other img/s | ours faster |", "|" + "---|" * 8]
-    for (case, batch), impls in sorted(by_key.items(), key=lambda kv: (CASES.index(kv[0][0]), kv[0][1])):
+    for (case, regime, batch), impls in sorted(by_key.items(), key=lambda kv: _order(kv[0])):
         ours = impls.get("ours")
         for name, other in impls.items():
             if name == "ours" or ours is None:
                 continue
             lines.append(
-                f"| {case} | {batch} | {ours['median_ms']:.1f} | {ours['img_per_s']:.1f} | {name} | "
+                f"| {_label(case, regime)} | {batch} | {ours['median_ms']:.1f} | {ours['img_per_s']:.1f} | {name} | "
                 f"{other['median_ms']:.1f} | {other['img_per_s']:.1f} | {other['median_ms'] / ours['median_ms']:.2f}x |"
             )
     return "\n".join(lines)
@@ -308,6 +414,8 @@ def settings_dict(args: argparse.Namespace) -> dict[str, Any]:
             "light_warmup",
             "light_iters",
             "cases",
+            "regimes",
+            "no_previous",
             "onnx_batch_sizes",
             "threads",
             "seed",
@@ -317,6 +425,8 @@ def settings_dict(args: argparse.Namespace) -> dict[str, Any]:
         "nms_thresh": W.NMS_THRESH,
         "top_k": W.TOP_K,
         "num_classes": W.NUM_CLASSES,
+        "regime_candidates_per_image": {regime: round(n, 1) for regime, n in W.REGIME_CANDIDATES.items()},
+        "cudnn_benchmark": args.device == "cuda",
         "torchvision_model": "ssd300_vgg16(weights=None, weights_backbone=None, num_classes=21, topk_candidates=200)",
         "targets_per_image": "1-10 random boxes (5-80% side), labels 0-19, seeded",
         "optimizer": "SGD lr 1e-3 momentum 0.9 weight_decay 5e-4 (both); GradScaler with fp16",
@@ -324,10 +434,11 @@ def settings_dict(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """All selected cases; returns the JSON document."""
-    threads = torch.get_num_threads()
+    """All selected cases; returns the JSON document. On CUDA with training's settings (cuDNN autotuning)."""
+    threads, cudnn_benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = args.device == "cuda"
     try:
         device = torch.device(args.device)
         settings = W.Settings(device, args.amp, args.channels_last, args.compile, args.compile_mode)
@@ -340,6 +451,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             run_onnx_case(args, result)
     finally:
         torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
     result["ratios"] = ratios(result["results"])
     result["targets"] = check_targets(result["results"], args.device)
     result["notes"] = list(args.note) + ([NOTES_CPU_CONTENTION] if args.device == "cpu" else [])

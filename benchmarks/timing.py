@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,12 +36,12 @@ def time_interleaved(
     """
     if iters < 1:
         raise ValueError(f"iters must be at least 1, got {iters}")
-    step_begin = getattr(torch.compiler, "cudagraph_mark_step_begin", None)
     times: dict[str, list[float]] = {name: [] for name in fns}
     for i in range(warmup + iters):
         for name, fn in fns.items():
-            if step_begin is not None:
-                step_begin()
+            # Only compiled code runs CUDA graphs, and compiling imports inductor, which marking would import.
+            if "torch._inductor" in sys.modules:
+                torch.compiler.cudagraph_mark_step_begin()
             synchronize(device)
             start = time.perf_counter()
             fn()
@@ -53,6 +54,26 @@ def time_interleaved(
 def median_ms(times: list[float]) -> float:
     """Median of ``times`` (seconds) in milliseconds."""
     return statistics.median(times) * 1e3
+
+
+def peak_cpu_memory_bytes(fn: Callable[[], Any]) -> int:
+    """Most CPU memory held at once during one call of ``fn`` by what it allocated (its result included).
+
+    Measured with ``torch.profiler`` (``profile_memory=True``): the allocations and frees it records, summed in
+    time order, give the running total of the call's tensors; the peak is its maximum.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    cpu = torch._C._autograd.DeviceType.CPU
+    events = prof.profiler.kineto_results.events()
+    records = [e for e in events if e.name() == "[memory]" and e.device_type() == cpu]
+    total = peak = 0
+    for event in sorted(records, key=lambda e: e.start_ns()):
+        total += event.nbytes()
+        peak = max(peak, total)
+    return peak
 
 
 def cpu_model() -> str:

@@ -4,11 +4,14 @@ Both detectors see the same images: ``images`` (Tensor[B, 3, 300, 300], RGB in [
 ``images * 255 - MEANS`` (RGB order); torchvision's ``ssd300_vgg16`` normalises them itself with the same numbers
 (mean (0.48235, 0.45882, 0.40784) and std 1/255), so both raw networks get the very same input tensor.
 
-Realistic scores: with random weights the softmax over 21 classes is close to uniform (~0.048 each), so every one
-of the 8,732 priors of every class would pass the 0.01 threshold and post-processing would time a case that never
-happens. :func:`calibrate_background` therefore adds, for each model, one constant to the background logit of
-every conf conv (its bias), found by bisection so that on average ``target`` (prior, class) pairs per image pass
-the threshold -- tens to hundreds, as with a trained detector.
+Score regimes: post-processing is timed where an untrained or early checkpoint leaves it -- nearly every (prior,
+class) pair above the 0.01 threshold ("dense") -- and where a trained detector does -- tens to hundreds of pairs
+per image ("sparse"). Random weights give a fairly flat softmax over the 21 classes, but neither model's spread
+of logits lands exactly on either, so each model's class logits are adjusted, the same way for every prior: the
+conf convs' weights and biases are multiplied by ``scale`` (a flatter softmax, dense) or the background bias is
+raised by ``shift`` (fewer candidates, sparse). :func:`regime_adjustment` finds the value by bisection so that a
+regime's number of pairs per image (``REGIME_CANDIDATES``) passes the threshold; :func:`adjusted_head` applies
+it to a model for a while.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from torchvision.models.detection import ssd300_vgg16
 from torchvision.ops import box_iou
 
 from benchmarks.classic import classic_multibox_loss
+from benchmarks.previous_detect import PreviousDetect
 from data.config import MEANS, voc
 from layers import MultiBoxLoss, PriorBox
-from layers.box_utils import match_batch
+from layers.box_utils import match_batch, point_form
 from layers.modules.multibox_loss import pad_targets
 from ssd import SSD, build_ssd
 
@@ -37,6 +41,9 @@ CONF_THRESH, NMS_THRESH, TOP_K = 0.01, 0.45, 200
 FEATURE_MAPS = (38, 19, 10, 5, 3, 1)
 RGB_MEANS = tuple(float(m) for m in reversed(MEANS))
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+NUM_PRIORS = 8732
+# Mean (prior, non-background class) pairs per image scoring above CONF_THRESH in each score regime.
+REGIME_CANDIDATES = {"sparse": 150.0, "dense": 0.9 * NUM_PRIORS * (NUM_CLASSES - 1)}
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,17 @@ def make_images(batch: int, device: torch.device, seed: int = 0) -> Tensor:
     return torch.rand(batch, 3, SIZE, SIZE, generator=gen).to(device)
 
 
-def normalise(images: Tensor, settings: Settings) -> Tensor:
-    """images (Tensor[B, 3, H, W]) in [0, 1] -> our network input, ``images * 255 - MEANS`` (RGB)."""
-    means = torch.tensor(RGB_MEANS, device=images.device).view(1, 3, 1, 1)
+def input_means(device: torch.device) -> Tensor:
+    """Tensor[1, 3, 1, 1]: the RGB means our network subtracts, on ``device``."""
+    return torch.tensor(RGB_MEANS, device=device).view(1, 3, 1, 1)
+
+
+def normalise(images: Tensor, settings: Settings, means: Tensor | None = None) -> Tensor:
+    """images (Tensor[B, 3, H, W]) in [0, 1] -> our network input, ``images * 255 - MEANS`` (RGB).
+
+    ``means`` (from :func:`input_means`) saves building the constant on every call.
+    """
+    means = input_means(images.device) if means is None else means
     return (images * 255.0 - means).contiguous(memory_format=settings.memory_format())
 
 
@@ -162,48 +177,93 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-# --------------------------------------------------------------------------------------- realistic scores
+# ----------------------------------------------------------------------------------------- score regimes
 
 
-def candidates_per_image(logits: Tensor, background_shift: float = 0.0, thresh: float = CONF_THRESH) -> float:
+@dataclass(frozen=True)
+class Adjustment:
+    """A change of every prior's class logits: multiplied by ``scale``, then ``shift`` added to the background."""
+
+    scale: float = 1.0
+    shift: float = 0.0
+
+
+def adjusted_logits(logits: Tensor, adjustment: Adjustment) -> Tensor:
+    """logits (Tensor[B, P, C]) changed as :func:`adjusted_head` changes the model's: Tensor[B, P, C]."""
+    adjusted = logits * adjustment.scale
+    adjusted[..., 0] += adjustment.shift
+    return adjusted
+
+
+def candidates_per_image(logits: Tensor, adjustment: Adjustment = Adjustment(), thresh: float = CONF_THRESH) -> float:
     """Mean number of (prior, non-background class) pairs per image whose softmax score exceeds ``thresh``.
 
     Args:
-        logits (Tensor[B, P, C]): class logits; ``background_shift`` is added to class 0 first.
+        logits (Tensor[B, P, C]): class logits, taken with ``adjustment``.
     """
-    shifted = logits.float().clone()
-    shifted[..., 0] += background_shift
-    return float((F.softmax(shifted, dim=-1)[..., 1:] > thresh).sum()) / logits.shape[0]
+    scores = F.softmax(adjusted_logits(logits.float(), adjustment), dim=-1)
+    return float((scores[..., 1:] > thresh).sum()) / logits.shape[0]
 
 
-def background_shift_for(logits: Tensor, target: float, steps: int = 40) -> float:
-    """The background-logit shift (bisection) that leaves about ``target`` candidates per image above 0.01.
+def _bisect(count: Callable[[float], float], target: float, low: float, high: float, steps: int = 40) -> float:
+    """A value v with ``count(v)`` about ``target``, for a ``count`` that falls as v grows.
+
+    The bracket [low, high] widens until count(low) > target >= count(high), then halves ``steps`` times.
+    """
+    while count(low) <= target and low > -1e4:
+        low = 2 * low - 1
+    while count(high) > target and high < 1e4:
+        high = 2 * high + 1
+    for _ in range(steps):
+        mid = (low + high) / 2
+        low, high = (mid, high) if count(mid) > target else (low, mid)
+    return high
+
+
+def background_shift_for(logits: Tensor, target: float) -> float:
+    """The background-logit shift that leaves about ``target`` candidates per image above 0.01.
 
     Args:
         logits (Tensor[B, P, C]): class logits of a calibration batch.
     """
-    low, high = 0.0, 1.0
-    while candidates_per_image(logits, high) > target and high < 1e4:
-        low, high = high, high * 2
-    for _ in range(steps):
-        mid = (low + high) / 2
-        low, high = (mid, high) if candidates_per_image(logits, mid) > target else (low, mid)
-    return high
+    return _bisect(lambda shift: candidates_per_image(logits, Adjustment(shift=shift)), target, -1.0, 1.0)
 
 
-@torch.no_grad()
-def calibrate_background(model: nn.Module, logits: Tensor, target: float) -> float:
-    """Add the shift of :func:`background_shift_for` to the background bias of every conf conv of ``model``.
+def logit_scale_for(logits: Tensor, target: float) -> float:
+    """The factor on the logits that leaves about ``target`` candidates per image above 0.01 (a smaller factor
+    flattens the softmax; at 0 every class of every prior scores 1 / C).
 
     Args:
-        logits (Tensor[B, P, C]): the model's class logits on the calibration batch.
-    Returns:
-        the shift added.
+        logits (Tensor[B, P, C]): class logits of a calibration batch.
     """
-    shift = background_shift_for(logits, target)
-    for conv in conf_convs(_unwrap(model)):
-        conv.bias[0::NUM_CLASSES] += shift  # channel a * C + 0 is anchor a's background
-    return shift
+    return _bisect(lambda scale: candidates_per_image(logits, Adjustment(scale=max(scale, 0.0))), target, 0.0, 1.0)
+
+
+def regime_adjustment(regime: str, logits: Tensor) -> Adjustment:
+    """How to change a model's class logits (Tensor[B, P, C] of a calibration batch) for a score regime."""
+    target = REGIME_CANDIDATES[regime]
+    if regime == "dense":
+        return Adjustment(scale=logit_scale_for(logits, target))
+    return Adjustment(shift=background_shift_for(logits, target))
+
+
+@contextlib.contextmanager
+def adjusted_head(model: nn.Module, adjustment: Adjustment) -> Iterator[None]:
+    """Change ``model``'s class logits by ``adjustment`` (through its conf convs) for the duration of the block."""
+    convs = conf_convs(_unwrap(model))
+    saved = [(conv.weight.detach().clone(), conv.bias.detach().clone()) for conv in convs]
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.mul_(adjustment.scale)
+            conv.bias.mul_(adjustment.scale)
+            conv.bias[0::NUM_CLASSES] += adjustment.shift  # channel a * C + 0 is anchor a's background
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for conv, (weight, bias) in zip(convs, saved):
+                conv.weight.copy_(weight)
+                conv.bias.copy_(bias)
 
 
 # ------------------------------------------------------------------------------------- one call per case
@@ -229,11 +289,12 @@ def end_to_end_fns(ours: SSD, tv: nn.Module, images: Tensor, settings: Settings)
     """(b) images in [0, 1] -> detections: ours normalise + network + Detect; torchvision its whole eval
     forward (transform, network, anchors, per-image post-processing)."""
     image_list = list(images)
+    means = input_means(images.device)
 
     @torch.inference_mode()
     def run_ours() -> Tensor:
         with settings.autocast():
-            return ours(normalise(images, settings))
+            return ours(normalise(images, settings, means))
 
     @torch.inference_mode()
     def run_tv() -> Any:
@@ -243,28 +304,46 @@ def end_to_end_fns(ours: SSD, tv: nn.Module, images: Tensor, settings: Settings)
     return {"ours": run_ours, "torchvision": run_tv}
 
 
-def postprocess_fns(ours: SSD, tv: nn.Module, images: Tensor, settings: Settings) -> dict[str, Callable[[], Any]]:
-    """Post-processing alone on precomputed network outputs: our softmax + Detect; torchvision's
-    softmax + postprocess_detections + transform.postprocess."""
-    x = normalise(images, settings)
-    with torch.inference_mode(), settings.autocast():
-        loc, conf = ours.predict(x)
-        head = torchvision_raw(tv, x)
-    anchors = torchvision_anchors(tv, x)
-    sizes = [(SIZE, SIZE)] * images.shape[0]
+def anchors_from_priors(priors: Tensor) -> Tensor:
+    """priors (Tensor[P, 4], center-size, relative) -> Tensor[P, 4] (x1, y1, x2, y2) in pixels of the 300x300
+    image: our default boxes as torchvision's box coder takes anchors."""
+    return point_form(priors) * SIZE
+
+
+def postprocess_fns(
+    ours: SSD, tv: nn.Module, loc: Tensor, logits: Tensor, settings: Settings, previous: bool = True
+) -> dict[str, Callable[[], Any]]:
+    """Post-processing alone, on the same precomputed network outputs for every implementation: our softmax +
+    Detect; the previous Detect (:mod:`benchmarks.previous_detect`); torchvision's postprocess_detections
+    (softmax, per image and class: threshold, top-k, decoding, NMS, 200 per image) with our priors as anchors.
+
+    Args:
+        loc (Tensor[B, P, 4]): offsets; logits (Tensor[B, P, C]): class logits, both from our network.
+    """
+    batch = loc.shape[0]
+    detect = ours.detect
+    old = PreviousDetect(NUM_CLASSES, 0, TOP_K, CONF_THRESH, NMS_THRESH) if previous else None
+    head = {"bbox_regression": loc, "cls_logits": logits}
+    anchors = [anchors_from_priors(ours.priors)] * batch
+    sizes = [(SIZE, SIZE)] * batch
 
     @torch.inference_mode()
     def run_ours() -> Tensor:
         with settings.autocast():
-            return ours.detect(loc, F.softmax(conf.float(), dim=-1), ours.priors)
+            return detect(loc, F.softmax(logits.float(), dim=-1), ours.priors)
+
+    @torch.inference_mode()
+    def run_previous() -> Tensor:
+        with settings.autocast():
+            return old(loc, F.softmax(logits.float(), dim=-1), ours.priors)
 
     @torch.inference_mode()
     def run_tv() -> Any:
         with settings.autocast():  # as in its forward: torchvision's NMS casts to float32 under autocast only
-            detections = tv.postprocess_detections(head, anchors, sizes)
-            return tv.transform.postprocess(detections, sizes, sizes)
+            return tv.postprocess_detections(head, anchors, sizes)
 
-    return {"ours": run_ours, "torchvision": run_tv}
+    fns = {"ours": run_ours, "torchvision": run_tv}
+    return fns | ({"previous": run_previous} if previous else {})
 
 
 def train_fns(

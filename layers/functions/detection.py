@@ -111,7 +111,7 @@ class Detect(nn.Module):
         num_priors, num_cls = scores.shape[1:]
         above = scores > self.conf_thresh  # [B, P, C]
         above[..., self.background_label] = False
-        counts = above.float().sum(dim=1)  # [B, C]; several times faster than a bool sum, which casts to int64
+        counts = above.view(torch.uint8).sum(dim=1, dtype=torch.float32)  # [B, C]; a bool sum casts to int64
         crowded_b, crowded_c = (counts > self.top_k).nonzero(as_tuple=True)
         if crowded_b.numel() > 0:
             rows = scores[crowded_b, :, crowded_c]  # [R, P]
