@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -122,7 +123,10 @@ def evaluate_voc_split(args: argparse.Namespace) -> dict[str, Any]:
         print(f"AP for {name} = {ap:.4f}" if ap is not None else f"AP for {name} = null (no non-difficult objects)")
     mean_ap = result.mean_ap
     print(f"Mean AP = {mean_ap:.4f}" if mean_ap is not None else "Mean AP = null (no ground truth in the split)")
-    plot_pr_curves(result.per_class, os.path.join(args.save_folder, "pr_curves.png"))
+    try:
+        plot_pr_curves(result.per_class, os.path.join(args.save_folder, "pr_curves.png"))
+    except ImportError as err:  # matplotlib is optional: the numbers are the result
+        print(f"{PROG}: warning: pr_curves.png not drawn ({err})", file=sys.stderr)
     if args.write_devkit_files:
         write_devkit_results(args, dets, [dataset.ids[i][1] for i in indices], names, set_type)
     metric = "voc07" if args.use_07_metric else "voc10"

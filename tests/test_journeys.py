@@ -143,3 +143,28 @@ def test_a_prior_config_model_trains_and_is_rebuilt_without_flags(tmp_path: Path
 
     net = load_model(model)
     assert net.priors.shape[0] == sum(f * f * 6 for f in (38, 19, 10, 5, 3, 1))
+
+
+def test_train_and_eval_run_without_the_optional_packages(tmp_path: Path, tiny_voc: str) -> None:
+    """A bare CUDA image has torch, torchvision, OpenCV and pytest only: no tqdm, matplotlib, visdom, pycocotools."""
+    import subprocess
+    import textwrap
+
+    weights = tmp_path / "w"
+    script = textwrap.dedent(f"""
+        import sys
+        for name in ("tqdm", "matplotlib", "visdom", "pycocotools"):
+            sys.modules[name] = None  # importing it raises ImportError
+        import importlib.util, torch, train
+        torch.set_num_threads(1)
+        assert train.main({_train_argv(tiny_voc, weights, "--image_sets", "2007:trainval")!r}) == 0
+        spec = importlib.util.spec_from_file_location("eval_script", {str(ROOT / "eval.py")!r})
+        ev = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ev)
+        sys.exit(ev.main(["--trained_model", {str(weights / "ssd300_VOC_1.pth")!r}, "--dataset_root", {tiny_voc!r},
+                          "--save_folder", {str(tmp_path / "eval")!r}, "--num_workers", "0", "--cuda", "false"]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "pr_curves.png not drawn" in proc.stderr and "could not draw loss.png" in proc.stderr
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["num_images"] == 1

@@ -19,12 +19,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from utils.training.log import TrainLog
 from utils.training.runtime import Runtime, StopRequest
 from utils.training.schedule import WarmupMultiStepLR
 from utils.training.state import atomic_save, capture_rng_state
+
+try:
+    from tqdm import tqdm
+except ImportError:  # a bare image without tqdm: the --log_every lines only
+    tqdm = None
 
 AMP_DTYPES = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -174,14 +178,7 @@ def run_loop(
     """Train from ``s.iteration`` to ``--max_iter``; ``after_step`` hooks run after each step (plots,
     validation); raises :class:`Stopped` after saving when a signal asked to stop."""
     args, rt = s.args, s.rt
-    bar = tqdm(
-        total=args.max_iter,
-        initial=s.iteration,
-        disable=not (rt.is_main and sys.stderr.isatty()),
-        dynamic_ncols=True,
-        mininterval=1.0,
-        desc="train",
-    )
+    bar = progress_bar(args.max_iter, s.iteration, rt.is_main and sys.stderr.isatty())
     nonfinite_run = 0
     try:
         while s.iteration < args.max_iter:
@@ -240,7 +237,27 @@ def check_finite(result: StepResult, run: int, iteration: int, limit: int) -> in
     return run
 
 
-def report(bar: tqdm, s: Session, r: StepResult, lr: float, img_per_s: float) -> None:
+class _NoBar:
+    """Stands in for the progress bar where there is no terminal or no tqdm."""
+
+    def set_postfix(self, **values: Any) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def progress_bar(total: int, initial: int, enabled: bool) -> Any:
+    """A tqdm bar for terminals; logs and CI get the --log_every lines instead of carriage-return noise."""
+    if tqdm is None or not enabled:
+        return _NoBar()
+    return tqdm(total=total, initial=initial, dynamic_ncols=True, mininterval=1.0, desc="train")
+
+
+def report(bar: Any, s: Session, r: StepResult, lr: float, img_per_s: float) -> None:
     bar.set_postfix(
         loss_l=f"{r.loss_l:.3f}", loss_c=f"{r.loss_c:.3f}", lr=f"{lr:.1e}", img_s=f"{img_per_s:.1f}", refresh=False
     )
@@ -255,5 +272,5 @@ def report(bar: tqdm, s: Session, r: StepResult, lr: float, img_per_s: float) ->
 
 def say(rt: Runtime, message: str) -> None:
     if rt.is_main:
-        tqdm.write(message, file=sys.stdout)
+        (tqdm.write if tqdm is not None else print)(message, file=sys.stdout)
         sys.stdout.flush()
