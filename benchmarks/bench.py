@@ -16,7 +16,7 @@ Cases, each for ours and torchvision with the same device, batch, precision and 
 Score regimes (``--regime``): "dense", where nearly every (prior, class) pair scores above 0.01 as with an untrained
 or early checkpoint, and "sparse", about 150 pairs per image as with a trained detector (see ``workloads``).
 In the dense regime the JSON also holds the peak memory of one Detect call on the CPU (torch.profiler) and the
-bound on torchvision's GPU NMS mask that Detect's chunking keeps at COCO batch 32.
+bound on torchvision's GPU NMS mask that Detect's chunking keeps at batch 32 (COCO and VOC).
 Figures are medians after warm-up, the implementations taking turns call by call, synchronised on CUDA.
 """
 

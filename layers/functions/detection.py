@@ -31,7 +31,8 @@ class Detect(nn.Module):
     scores above the threshold go through a ``torch.topk`` over the priors, so at most ``top_k`` candidates
     per row are sorted, decoded (in float32, even under autocast) and suppressed. Suppression is torchvision's
     NMS over whole (image, class) groups at once (boxes of different groups shifted apart), split into calls
-    of bounded size (see :func:`max_boxes_per_nms`); one call in the common case.
+    of bounded size (:func:`max_boxes_per_nms`: about 46,000 boxes on a GPU, 512 on the CPU), one call when all
+    candidates fit.
 
     Args:
         num_classes: classes including background.
