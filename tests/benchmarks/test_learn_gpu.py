@@ -86,7 +86,8 @@ def test_the_budget_counts_training_iterations_only(fake, tmp_path) -> None:
     # the fake runs also sleep through their iterations, so start-up is the wall time outside the logged seconds
     assert STARTUP_S * 3 <= record["startup_s"] < STARTUP_S * 3 + 0.5
     assert EVAL_S * 3 <= record["eval_s"] < EVAL_S * 3 + 0.5
-    assert record["wall_s"] >= record["generate_s"] + record["startup_s"] + record["train_s"] + record["eval_s"]
+    parts = record["generate_s"] + record["startup_s"] + record["train_s"] + record["eval_s"]
+    assert record["wall_s"] >= parts - 0.03  # each figure is rounded to 10 ms
     assert record["complete"] is True and record["final_mAP"] == 0.25
     # the JSON is written before the first evaluation and after each one
     assert fake.seen_while_running == [(False, 0), (False, 1), (False, 2)]
