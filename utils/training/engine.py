@@ -163,7 +163,7 @@ def to_device(images: Tensor, targets: list[Tensor], device: torch.device) -> tu
     return images, list(flat.split(counts))
 
 
-Hook = Callable[["Session"], None]
+Hook = Callable[["Session", "StepResult"], None]
 
 
 def run_loop(
@@ -191,7 +191,6 @@ def run_loop(
             nonfinite_run = check_finite(result, nonfinite_run, s.iteration, max_nonfinite)
             if log is not None and result.finite:
                 log.write(s.iteration, result.loss_l, result.loss_c, lr, img_per_s)
-            s.extra["last_losses"] = (result.loss_l, result.loss_c) if result.finite else None
             report(bar, s, result, lr, img_per_s)
             if result.stop:
                 s.save()
@@ -201,7 +200,7 @@ def run_loop(
                     "(continue with --resume)")  # fmt: skip
                 raise Stopped(EXIT_CODES.get(signum, 143))
             for hook in after_step:
-                hook(s)
+                hook(s, result)
             if s.iteration % args.save_every == 0 or s.iteration == args.max_iter:
                 s.save()
     finally:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from utils.training.engine import Session, say
+from utils.training.engine import Session, StepResult, say
 from utils.training.runtime import worker_count
 
 EVAL_COLUMNS = ("iter", "metric", "value", "seconds")
@@ -23,10 +23,9 @@ class VisdomHook:
 
         self.plot = VisdomLossPlot(s.args.visdom_server, s.args.visdom_port)
 
-    def __call__(self, s: Session) -> None:
-        losses = s.extra.get("last_losses")
-        if losses is not None:
-            self.plot.update(s.iteration, *losses)
+    def __call__(self, s: Session, result: StepResult) -> None:
+        if result.finite:
+            self.plot.update(s.iteration, result.loss_l, result.loss_c)
 
     def metric(self, iteration: int, name: str, value: float) -> None:
         self.plot.metric(iteration, name, value)
@@ -58,7 +57,7 @@ class ValidationHook:
         if s.rt.is_main:
             keep_eval_rows(self.path, s.iteration)
 
-    def __call__(self, s: Session) -> None:
+    def __call__(self, s: Session, result: StepResult) -> None:
         if s.iteration % self.every and s.iteration != s.args.max_iter:
             return
         result = self.validator.evaluate(s.net)
