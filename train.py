@@ -205,7 +205,7 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
                               num_workers=workers, pin_memory=rt.device.type == "cuda")  # fmt: skip
     criterion = MultiBoxLoss(facts.num_classes, 0.5, True, 0, True, 3, 0.5, False)
     log = TrainLog(os.path.join(args.save_folder, "train_log.csv"), start_iter=s.iteration) if rt.is_main else None
-    after_step = hooks.build(s, lambda sets: open_dataset(args, None, sets, keep_difficult=True))
+    after_step = hooks.build(s, lambda sets: open_dataset(args, None, sets, validation=True))
     say(rt, f"training SSD{args.size}{'-BN' if args.batch_norm else ''} on {args.dataset} ({len(dataset)} images, "
             f"{len(facts.class_names)} classes, {facts.prior_config['name']} priors) from iteration {s.iteration} to "
             f"{args.max_iter}: batch {args.batch_size} on {rt.world_size} x {rt.device.type}, {workers} workers, "

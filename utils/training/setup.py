@@ -36,8 +36,11 @@ def model_facts(args: argparse.Namespace, class_names: Sequence[str]) -> ModelFa
     return ModelFacts(args.size, bool(args.batch_norm), tuple(class_names), cfg, args.dataset)
 
 
-def open_dataset(args: argparse.Namespace, transform: Any, image_sets: str, keep_difficult: bool = False) -> Any:
-    """The dataset of ``image_sets`` (VOC ``year:set`` pairs, or COCO splits) with ``transform``."""
+def open_dataset(args: argparse.Namespace, transform: Any, image_sets: str, validation: bool = False) -> Any:
+    """The dataset of ``image_sets`` (VOC ``year:set`` pairs, or COCO splits) with ``transform``.
+
+    For training, bad samples are skipped and difficult objects left out; for ``validation`` it reads as eval.py
+    does: difficult objects kept, and a broken file is an error."""
     if not os.path.isdir(args.dataset_root):
         raise TrainError(
             f"dataset root {args.dataset_root} not found: pass --dataset_root (or set SSD_DATA_ROOT), fetch the data "
@@ -47,15 +50,15 @@ def open_dataset(args: argparse.Namespace, transform: Any, image_sets: str, keep
 
     try:
         if args.dataset == "COCO":
-            parts = [COCODetection(args.dataset_root, s.strip(), transform) for s in image_sets.split(",") if s.strip()]
+            splits = [s.strip() for s in image_sets.split(",") if s.strip()]
+            parts = [COCODetection(args.dataset_root, s, transform, skip_bad=not validation) for s in splits]
             return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
         pairs = [tuple(item.strip().partition(":")[::2]) for item in image_sets.split(",") if item.strip()]
         if not all(year and name for year, name in pairs):
             raise ValueError(f"image sets are year:set pairs like 2007:trainval, got {image_sets!r}")
         names = read_class_names(args.classes) if args.classes else None
-        target = VOCAnnotationTransform(class_to_ind=names, keep_difficult=keep_difficult)
-        skip_bad = transform is not None  # validation, like eval.py, stops on a broken file
-        return VOCDetection(args.dataset_root, pairs, transform, target, skip_bad=skip_bad)
+        target = VOCAnnotationTransform(class_to_ind=names, keep_difficult=validation)
+        return VOCDetection(args.dataset_root, pairs, transform, target, skip_bad=not validation)
     except (OSError, ValueError, RuntimeError, KeyError, ImportError) as err:
         raise TrainError(f"cannot open the {args.dataset} dataset at {args.dataset_root}: {err}") from err
 
