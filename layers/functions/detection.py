@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torchvision  # noqa: F401  (registers torch.ops.torchvision)
 from torch import Tensor, nn
-from torchvision.ops import nms as tv_nms
 
 from layers.box_utils import decode
 
@@ -17,6 +17,12 @@ NMS_MASK_BYTES: int = 256 * 2**20
 # Most boxes one torchvision NMS call gets on the CPU: its kernel builds no mask, but compares every kept box
 # with all later boxes of the call, so its time grows with the square of the call's size.
 NMS_CPU_BOXES: int = 512
+# A crowded (image, class) row is first cut at a score read from every SAMPLE_STRIDE-th prior, aiming at about
+# SAMPLE_MARGIN x top_k candidates. 13 divides neither the 4 or 6 boxes of a location nor the priors of a feature map
+# row (152, 114, 60, 30, 12 in SSD300; 256, 192, 96, 48, 24, 8 in SSD512), so the sample takes every box shape and
+# moves across the columns from one row to the next.
+SAMPLE_STRIDE: int = 13
+SAMPLE_MARGIN: float = 2.5
 
 
 class Detect(nn.Module):
@@ -27,9 +33,10 @@ class Detect(nn.Module):
     first. ``keep_top_k`` then keeps only the best ``keep_top_k`` rows of each image across classes (Caffe
     keeps 200). Equal scores rank by prior index.
 
-    The work follows ``top_k``, not the number of priors: only (image, class) rows with more than ``top_k``
-    scores above the threshold go through a ``torch.topk`` over the priors, so at most ``top_k`` candidates
-    per row are sorted, decoded (in float32, even under autocast) and suppressed. Suppression is torchvision's
+    The work follows ``top_k``, not the number of priors: a row with many more than ``top_k`` scores above the
+    threshold is first cut at a score read from a sample of its priors (checked, and undone where it leaves too
+    few), so only a few times ``top_k`` candidates per row are sorted, and at most ``top_k`` are decoded (in
+    float32, even under autocast) and suppressed. Suppression is torchvision's
     NMS over whole (image, class) groups at once (boxes of different groups shifted apart), split into calls
     of bounded size (:func:`max_boxes_per_nms`: about 46,000 boxes on a GPU, 512 on the CPU), one call when all
     candidates fit.
@@ -100,8 +107,10 @@ class Detect(nn.Module):
     def _candidates(self, scores: Tensor) -> tuple[Tensor, Tensor]:
         """Per (image, class): the ``top_k`` best priors scoring above the threshold.
 
-        Only rows with more than ``top_k`` scores above the threshold need a ``topk`` over the priors; it finds
-        their k-th best score, and scores below it leave.
+        Rows that a strided sample of the priors shows to be crowded are first cut at a higher score
+        (:meth:`_sampled_cut`), leaving about ``SAMPLE_MARGIN * top_k`` candidates; a row that this cut leaves
+        with fewer than ``top_k`` goes back to the plain threshold. Every row is then ranked by score and cut at
+        ``top_k``, so the result never depends on the sample: the sample only spares sorting the rest.
 
         Args:
             scores (Tensor[B, P, C] float32, contiguous).
@@ -110,22 +119,97 @@ class Detect(nn.Module):
             sorted by image, class, score descending, then prior.
         """
         num_priors, num_cls = scores.shape[1:]
-        above = scores > self.conf_thresh  # [B, P, C]
-        above[..., self.background_label] = False
-        counts = above.view(torch.uint8).sum(dim=1, dtype=torch.float32)  # [B, C]; a bool sum casts to int64
-        crowded_b, crowded_c = (counts > self.top_k).nonzero(as_tuple=True)
-        if crowded_b.numel() > 0:
-            rows = scores[crowded_b, :, crowded_c]  # [R, P]
-            kth = rows.topk(self.top_k, dim=1, sorted=False).values.amin(dim=1, keepdim=True)  # > conf_thresh
-            above[crowded_b, :, crowded_c] = rows >= kth
-        flat = above.view(-1).nonzero().squeeze(1)  # by image, prior, class
+        floor = scores.new_full((1, num_cls), self.conf_thresh)  # rounded as ``scores > conf_thresh`` rounds it
+        floor[:, self.background_label] = math.inf
+        cut = self._sampled_cut(scores, floor)  # [B, C]
+        flat, group, counts = _above(scores, cut, few=cut is floor)
+        short = (counts < self.top_k) & (cut > floor)  # [B, C]: rows the raised cut left too few
+        any_short, any_crowded = _read_two_flags(short.any(), (counts > self.top_k).any())
+        if any_short:
+            cut = torch.where(short, floor, cut)
+            flat, group, _ = _above(scores, cut, few=False)
         cand_scores = scores.view(-1).index_select(0, flat)
-        group = flat.div(num_priors * num_cls, rounding_mode="floor") * num_cls + flat.remainder(num_cls)
         order = _sort_by_group_then_score(group, cand_scores)
-        if crowded_b.numel() > 0:  # scores equal to a row's k-th best may have let in more than top_k
+        if any_short or any_crowded:
             in_top_k = _rank_in_group(group.index_select(0, order)) < self.top_k
             order = order.index_select(0, in_top_k.nonzero().squeeze(1))
         return flat.index_select(0, order), cand_scores.index_select(0, order)
+
+    def _sampled_cut(self, scores: Tensor, floor: Tensor) -> Tensor:
+        """Per (image, class): the score to exceed, raised where a row is crowded.
+
+        Every ``SAMPLE_STRIDE``-th prior is looked at. With ``rank`` the sample's share of
+        ``SAMPLE_MARGIN * top_k``, a row's cut rises to the ``rank``-th best score of its sample where that score
+        is above ``floor``, and stays at ``floor`` elsewhere. The caller checks what a raised cut leaves.
+
+        Args:
+            scores (Tensor[B, P, C] float32); floor (Tensor[1, C]): the plain threshold per class.
+        Returns:
+            ``floor`` itself when no row is raised (one read of the device), else Tensor[B, C] float32.
+        """
+        sample = scores[:, ::SAMPLE_STRIDE, :]  # [B, S, C], a view
+        num_priors, num_sampled = scores.shape[1], sample.shape[1]
+        rank = math.ceil(SAMPLE_MARGIN * self.top_k * num_sampled / num_priors)
+        if rank >= num_sampled:  # too few priors for a sample to cut anything
+            return floor
+        sampled = (sample > floor).view(torch.uint8).sum(dim=1, dtype=torch.float32)  # [B, C]
+        if not bool((sampled > rank).any()):
+            return floor
+        reached = sample.topk(rank, dim=1, sorted=False).values.amin(dim=1)  # [B, C]
+        below = torch.nextafter(reached, reached.new_tensor(-math.inf))  # ``> below`` keeps what reaches it
+        return torch.fmax(below, floor)  # a NaN in the sample leaves its row at the floor
+
+
+def _above(scores: Tensor, cut: Tensor, few: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """The scores above their row's cut.
+
+    Args:
+        scores (Tensor[B, P, C]); cut (Tensor[B, C] or Tensor[1, C]); few: whether few scores are expected
+            above (see :func:`_true_positions`).
+    Returns:
+        positions into ``scores.view(-1)`` (Tensor[K] int64, ascending), their group ``image * C + class``
+        (Tensor[K] int64) and the count of each group (Tensor[B, C] float32).
+    """
+    batch, num_priors, num_cls = scores.shape
+    size = scores.numel()
+    mask = torch.empty(-(-size // 8) * 8, dtype=torch.bool, device=scores.device)  # whole 8-byte words
+    mask[size:] = False
+    torch.gt(scores, cut[:, None, :], out=mask[:size].view(scores.shape))
+    flat = _true_positions(mask, few)  # by image, prior, class
+    group = flat.div(num_priors * num_cls, rounding_mode="floor") * num_cls + flat.remainder(num_cls)
+    counts = scores.new_zeros(batch * num_cls).index_add_(0, group, scores.new_ones(()).expand(group.shape))
+    return flat, group, counts.view(batch, num_cls)
+
+
+def _true_positions(mask: Tensor, few: bool) -> Tensor:
+    """Positions of the true elements of a flat bool mask, ascending (Tensor[K] int64).
+
+    On the CPU, ``nonzero`` reads every byte; when ``few`` are true it is faster to find the non-zero 8-byte
+    words first (``mask`` holds whole words) and read only their bytes.
+    """
+    if not few or mask.device.type != "cpu" or mask.numel() % 8:
+        return mask.nonzero().squeeze(1)
+    words = mask.view(torch.int64).nonzero().squeeze(1)
+    word, byte = mask.view(-1, 8).index_select(0, words).nonzero(as_tuple=True)
+    return words.index_select(0, word) * 8 + byte
+
+
+def _read_two_flags(first: Tensor, second: Tensor) -> tuple[bool, bool]:
+    """Two boolean scalars read from the device in one wait."""
+    code = int(first.to(torch.uint8) * 2 + second.to(torch.uint8))
+    return bool(code & 2), bool(code & 1)
+
+
+def tv_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """torchvision's NMS operator, as ``torchvision.ops.nms`` calls it, without that wrapper's checks and usage
+    logging (a fifth of a small call's time on the CPU, where Detect makes a hundred calls).
+
+    Args:
+        boxes (Tensor[N, 4]) (x1, y1, x2, y2), scores (Tensor[N]) of the same dtype.
+    Returns:
+        Tensor[M] int64: kept positions, by score descending.
+    """
+    return torch.ops.torchvision.nms(boxes, scores, iou_threshold)
 
 
 def nms_mask_bytes(num_boxes: int) -> int:
@@ -162,9 +246,16 @@ def nms_chunk_sizes(group: Tensor, max_boxes: int, largest_group: int) -> list[i
     if group.numel() <= max_boxes:
         return [group.numel()] if group.numel() else []
     step = max(max_boxes - largest_group + 1, 1)
-    group_end = torch.searchsorted(group, group, right=True)  # one past each box's group
-    chunk = torch.div(group_end - 1, step, rounding_mode="floor")
-    return torch.unique_consecutive(chunk, return_counts=True)[1].tolist()
+    chunks, end, last_chunk = [], 0, -1
+    for size in torch.unique_consecutive(group, return_counts=True)[1].tolist():  # the groups' sizes, in order
+        end += size
+        chunk = (end - 1) // step  # the stretch in which the group ends
+        if chunk == last_chunk:
+            chunks[-1] += size
+        else:
+            chunks.append(size)
+            last_chunk = chunk
+    return chunks
 
 
 def _batched_nms(
@@ -192,19 +283,25 @@ def _batched_nms(
     for chunk_boxes, chunk_scores in zip(shifted.split(sizes), scores.double().split(sizes)):
         kept.append(tv_nms(chunk_boxes, chunk_scores, nms_thresh) + start)
         start += chunk_boxes.shape[0]
-    return torch.cat(kept).sort().values
+    # Ascending positions: mark the survivors, then list the marks; their number is known, so the host need not wait.
+    survives = torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)
+    survives[torch.cat(kept)] = True
+    return torch.nonzero_static(survives, size=sum(k.shape[0] for k in kept)).squeeze(1)
 
 
 def _sort_by_group_then_score(group: Tensor, scores: Tensor) -> Tensor:
     """Permutation sorting candidates by group ascending, then score descending (ties keep their order).
 
     Args:
-        group (Tensor[K] int64), scores (Tensor[K] float32 in [0, 1]).
+        group (Tensor[K] int64, below 2**31), scores (Tensor[K] float32).
     Returns:
         Tensor[K] int64.
     """
-    # Groups are 2 apart and scores lie in [0, 1], so one float64 key (exact for float32 scores) orders both.
-    key = group.double() * 2 - scores.double()
+    # One int64 key orders both: the group above 32 bits, below them the score's bits turned into an integer
+    # that falls as the float rises. Integer keys also let PyTorch use its radix sort on large inputs.
+    bits = scores.contiguous().view(torch.int32).long()
+    rising = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)  # orders as the floats do
+    key = (group << 32) | (0x7FFFFFFF - rising)
     return key.argsort(stable=True)
 
 

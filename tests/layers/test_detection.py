@@ -62,6 +62,20 @@ def test_dense_scores_equal_reference():
     assert (used[:, [1, 2, 4, 5]] > 50).all() and (used[:, 3] > 0).all() and (used[:, 3] < 200).all()
 
 
+def test_nan_scores_are_skipped_as_the_reference_skips_them():
+    """A NaN fails ``score > conf_thresh``: it is no candidate, and the rest of its row still is, even where the
+    row is crowded and its cut comes from a sample holding the NaN."""
+    priors = PriorBox(voc).forward()[:1500]
+    loc, conf = _random_inputs(2, 1500, 6, seed=13, logit_scale=0.1)
+    conf[0, ::13] = float("nan")  # every sampled prior of image 0
+    conf[1, 40:90, 2] = float("nan")
+    out = Detect(6, 0, 200, 0.01, 0.45)(loc, conf, priors)
+    expected = _reference_detect(loc, conf, priors, 6, 200, 0.01, 0.45)
+    assert not out.isnan().any()
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert ((out[:, 1:, :, 0] > 0).sum(dim=2) > 50).all()
+
+
 def test_equal_scores_rank_by_prior_index_as_reference():
     """Scores on a coarse grid tie everywhere, the top_k-th best of a row included: the lower prior index wins."""
     priors = PriorBox(voc).forward()[:1200]
@@ -114,16 +128,20 @@ def test_gpu_bound_keeps_the_nms_mask_within_its_bytes(monkeypatch):
     assert detection.max_boxes_per_nms(torch.device("cpu")) == detection.NMS_CPU_BOXES
 
 
-@pytest.mark.parametrize(("logit_scale", "bias", "most"), [(0.1, 0.0, 4), (2.0, 14.0, 2)], ids=["dense", "sparse"])
-def test_host_waits_once_per_data_sized_step(logit_scale, bias, most):
-    """The common case waits for the device twice (which rows need the cut; the candidates); the dense case
-    adds the cut of ties and the chunk sizes. Indexing always goes through index tensors, never masks."""
+@pytest.mark.parametrize(("logit_scale", "bias", "most"), [(0.1, 0.0, 5), (2.0, 14.0, 4)], ids=["dense", "sparse"])
+def test_host_waits_a_fixed_number_of_times_per_call(logit_scale, bias, most):
+    """The host waits for: whether the sample finds a crowded row; the candidates (on the CPU, when few, their
+    8-byte words and then their bytes); whether a row came out short or crowded; and, when crowded, the rows within
+    top_k and the NMS chunk sizes. Never once per image or class, and indexing goes through index tensors."""
     priors = PriorBox(voc).forward()
-    loc, conf = _random_inputs(2, priors.shape[0], 21, seed=1, background_bias=bias, logit_scale=logit_scale)
-    with SyncCounter() as syncs:
-        Detect(21, 0, 200, 0.01, 0.45, keep_top_k=None)(loc, conf, priors)
-    assert syncs.total <= most, dict(syncs.calls)
-    assert not any("bool index" in name for name in syncs.calls)
+    counts = []
+    for batch in (1, 3):
+        loc, conf = _random_inputs(batch, priors.shape[0], 21, seed=1, background_bias=bias, logit_scale=logit_scale)
+        with SyncCounter() as syncs:
+            Detect(21, 0, 200, 0.01, 0.45, keep_top_k=None)(loc, conf, priors)
+        assert not any("bool index" in name for name in syncs.calls)
+        counts.append(syncs.total)
+    assert counts[0] == counts[1] <= most, counts
 
 
 def test_detect_layout_ordering_padding_and_background():
@@ -174,3 +192,39 @@ def test_detect_under_half_precision_inputs_decodes_in_float32():
 def test_top_k_must_be_positive():
     with pytest.raises(ValueError, match="top_k"):
         Detect(3, 0, 0)
+
+
+def test_a_sample_that_overrates_a_row_falls_back_to_the_threshold(monkeypatch):
+    """The sampled priors of class 1 score high, the others just above the threshold: the cut read from the sample
+    leaves fewer than top_k, so the row goes back to the plain threshold and still equals the reference."""
+    priors = PriorBox(voc).forward()[:1500]
+    loc, conf = _random_inputs(1, 1500, 3, seed=17, logit_scale=0.1)
+    g = torch.Generator().manual_seed(0)
+    conf[0, :, 1] = 0.02 + 0.01 * torch.rand(1500, generator=g)
+    sampled = conf[0, :: detection.SAMPLE_STRIDE, 1]  # a view
+    sampled.copy_(0.5 + 0.1 * torch.rand(sampled.shape, generator=g))
+    passes = []
+    real_above = detection._above
+    monkeypatch.setattr(detection, "_above", lambda *args, **kwargs: passes.append(1) or real_above(*args, **kwargs))
+    out = Detect(3, 0, 200, 0.01, 0.45)(loc, conf, priors)
+    assert len(passes) == 2  # the raised cut, then the fallback
+    assert torch.allclose(out, _reference_detect(loc, conf, priors, 3, 200, 0.01, 0.45), atol=1e-6)
+    assert (out[0, 1, :, 0] < 0.1).any()  # rows below the sample's cut made it in
+
+
+@pytest.mark.parametrize("size", [0, 5, 64, 1001])
+@pytest.mark.parametrize("density", [0.0, 0.01, 0.5])
+def test_true_positions_equal_nonzero(size, density):
+    g = torch.Generator().manual_seed(size)
+    mask = torch.rand(-(-size // 8) * 8, generator=g) < density
+    mask[size:] = False
+    for few in (True, False):
+        assert torch.equal(detection._true_positions(mask, few), mask.nonzero().squeeze(1))
+
+
+def test_sort_by_group_then_score_orders_any_floats_and_keeps_ties_in_order():
+    group = torch.tensor([2, 0, 2, 1, 0, 2, 0, 1, 2])
+    scores = torch.tensor([0.5, -1.0, 0.5, 3.0, 0.0, -0.0, 2.5, float("inf"), 1e-30])
+    order = detection._sort_by_group_then_score(group, scores).tolist()
+    expected = sorted(range(9), key=lambda i: (group[i].item(), -scores[i].item(), i))
+    assert order == expected
