@@ -57,8 +57,8 @@ CPU_SPEEDUP_TARGETS = (
 CALIBRATION_BATCH = 8
 MIB = 2**20
 NOTES_CPU_CONTENTION = (
-    "CPU run on a machine shared with other jobs: absolute figures vary with their load; the ratios come from "
-    "the same run with the implementations taking turns call by call, and are what counts."
+    "CPU times vary with whatever else the machine runs (its load average at the start is under machine): the "
+    "ratios come from the same run with the implementations taking turns call by call, and are what counts."
 )
 
 
