@@ -57,23 +57,23 @@ class ValidationHook:
         if s.rt.is_main:
             keep_eval_rows(self.path, s.iteration)
 
-    def __call__(self, s: Session, result: StepResult) -> None:
+    def __call__(self, s: Session, step: StepResult) -> None:
         if s.iteration % self.every and s.iteration != s.args.max_iter:
             return
-        result = self.validator.evaluate(s.net)
+        score = self.validator.evaluate(s.net)
         if not s.rt.is_main:
             return
         with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([s.iteration, result.metric, repr(result.value), f"{result.seconds:.2f}"])
+            csv.writer(f).writerow([s.iteration, score.metric, repr(score.value), f"{score.seconds:.2f}"])
         best = s.extra.get("best")
-        improved = math.isfinite(result.value) and (best is None or result.value > best["value"])
+        improved = math.isfinite(score.value) and (best is None or score.value > best["value"])
         if improved:
-            s.extra["best"] = {"iteration": s.iteration, "metric": result.metric, "value": result.value}
+            s.extra["best"] = {"iteration": s.iteration, "metric": score.metric, "value": score.value}
             s.save_weights(f"{s.prefix()}_best.pth")
         note = " (best so far)" if improved else f" (best {best['value']:.4f} at {best['iteration']})" if best else ""
-        say(s.rt, f"validation at iteration {s.iteration}: {result.metric} {result.value:.4f}{note}")
+        say(s.rt, f"validation at iteration {s.iteration}: {score.metric} {score.value:.4f}{note}")
         if self.plot is not None:
-            self.plot.metric(s.iteration, result.metric, result.value)
+            self.plot.metric(s.iteration, score.metric, score.value)
 
     def close(self) -> None:
         return None
