@@ -2,6 +2,10 @@
 
 The module layout (and so every state_dict key and shape) is that of the classic ssd.pytorch port, so its
 published weights load unchanged: ``vgg.{i}``, ``L2Norm.weight``, ``extras.{i}``, ``loc.{i}``, ``conf.{i}``.
+
+Every architecture is a :class:`DetectionNet`: feature maps, one loc and one conf head per map, the priors. Its
+post-processing is :func:`postprocess`, the one test head: a classic test-phase ``SSD`` runs it in ``forward``, and
+:class:`Detector` (what ``utils.checkpoint.load_model`` returns) runs it around a network of either phase.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from data.config import get_config
+from data.config import DEFAULT_ARCHITECTURE, get_architecture, get_config
+from data.transforms import Preprocessing
 from layers import Detect, L2Norm, PriorBox
+from layers.box_utils import decode
 from layers.functions.prior_box import boxes_per_location
 
 # VGG16 conv layers: channels, "M" = 2x2 max-pool, "C" = the same with ceil_mode (38x38 maps at 300 px).
@@ -34,11 +40,105 @@ EXTRAS: dict[int, tuple[tuple[int, int, int, int], ...]] = {
 PHASES = ("train", "test")
 
 
-class SSD(nn.Module):
-    """Single Shot MultiBox Detector.
+def postprocess(
+    loc: Tensor, conf: Tensor, priors: Tensor, detect: Detect | None, variance: Sequence[float]
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The test head: raw outputs → detections, or decoded boxes and class probabilities.
+
+    Args:
+        loc (Tensor[B, P, 4]): offsets; conf (Tensor[B, P, C]): class logits; priors (Tensor[P, 4]) (cx, cy, w, h).
+        detect: the per-class NMS; None returns what the exported graph computes.
+        variance: the encoding variances (``detect`` carries its own).
+    Returns:
+        with ``detect``: Tensor[B, C, top_k, 5], rows (score, x1, y1, x2, y2) relative to the image;
+        without: boxes Tensor[B, P, 4] (x1, y1, x2, y2) relative, scores Tensor[B, P, C] softmax probabilities.
+        Both in float32, also under autocast.
+    """
+    scores = F.softmax(conf.float(), dim=-1)
+    if detect is None:
+        return decode(loc.float(), priors, tuple(variance)), scores
+    return detect(loc, scores, priors)
+
+
+class DetectionNet(nn.Module):
+    """What every SSD architecture shares: priors, the per-source heads' flattening, and the phase.
+
+    A subclass registers its layers and the ``loc`` / ``conf`` head lists and defines :meth:`sources`.
 
     Args:
         phase: "train" (forward returns raw predictions) or "test" (forward returns detections).
+        size: input side.
+        num_classes: classes including background.
+        cfg: the prior-box config (``data.config``).
+        detect: the test-time post-processing.
+        preprocessing: how a BGR picture becomes this network's input.
+        architecture: the ``data.config.ARCHITECTURES`` name.
+    """
+
+    loc: nn.ModuleList
+    conf: nn.ModuleList
+
+    def __init__(
+        self,
+        phase: str,
+        size: int,
+        num_classes: int,
+        cfg: Mapping[str, Any],
+        detect: Detect,
+        preprocessing: Preprocessing,
+        architecture: str,
+    ) -> None:
+        super().__init__()
+        self.phase = phase
+        self.size = size
+        self.num_classes = num_classes
+        self.cfg = cfg
+        self.detect = detect
+        self.preprocessing = preprocessing
+        self.architecture = architecture
+        self.register_buffer("priors", PriorBox(cfg).forward(), persistent=False)
+
+    @property
+    def variance(self) -> tuple[float, float]:
+        return tuple(float(v) for v in self.cfg["variance"])  # type: ignore[return-value]
+
+    def sources(self, x: Tensor) -> list[Tensor]:
+        """The feature maps the heads look at, largest first."""
+        raise NotImplementedError
+
+    def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw network outputs.
+
+        Args:
+            x (Tensor[B, 3, size, size]): pictures as ``preprocessing`` makes them.
+        Returns:
+            loc (Tensor[B, P, 4]): offsets; conf (Tensor[B, P, C]): class logits.
+        """
+        sources = self.sources(x)
+        batch = x.shape[0]
+        loc = torch.cat([head(s).permute(0, 2, 3, 1).reshape(batch, -1) for s, head in zip(sources, self.loc)], 1)
+        conf = torch.cat([head(s).permute(0, 2, 3, 1).reshape(batch, -1) for s, head in zip(sources, self.conf)], 1)
+        return loc.view(batch, -1, 4), conf.view(batch, -1, self.num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor] | Tensor:
+        """
+        Args:
+            x (Tensor[B, 3, size, size]): pictures as ``preprocessing`` makes them (see ``data.preprocess``).
+        Returns:
+            train: (loc Tensor[B, P, 4], conf Tensor[B, P, C] logits, priors Tensor[P, 4]);
+            test: detections Tensor[B, C, top_k, 5], rows (score, x1, y1, x2, y2) relative to the image.
+        """
+        loc, conf = self.predict(x)
+        if self.phase == "test":
+            return postprocess(loc, conf, self.priors, self.detect, self.variance)
+        return loc, conf, self.priors
+
+
+class SSD(DetectionNet):
+    """Single Shot MultiBox Detector with the classic VGG16 backbone.
+
+    Args:
+        phase: "train" or "test".
         size: input side, 300 or 512.
         base: VGG16 layers through conv7; extras: the extra feature layers; head: (loc convs, conf convs).
         num_classes: classes including background.
@@ -59,52 +159,20 @@ class SSD(nn.Module):
         source_index: int,
         detect: Detect,
     ) -> None:
-        super().__init__()
-        self.phase = phase
-        self.size = size
-        self.num_classes = num_classes
-        self.cfg = cfg
+        arch = get_architecture("vgg16")
+        super().__init__(phase, size, num_classes, cfg, detect, Preprocessing.of_architecture(arch), "vgg16")
         self.source_index = source_index
         self.vgg = base
         self.L2Norm = L2Norm(512, 20)
         self.extras = extras
         self.loc, self.conf = head
-        self.detect = detect
-        self.register_buffer("priors", PriorBox(cfg).forward(), persistent=False)
 
     @property
     def batch_norm(self) -> bool:
         return _is_bn(self.vgg)
 
-    def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Raw network outputs.
-
-        Args:
-            x (Tensor[B, 3, size, size]): RGB images minus MEANS.
-        Returns:
-            loc (Tensor[B, P, 4]): offsets; conf (Tensor[B, P, C]): class logits.
-        """
-        sources = self._sources(x)
-        batch = x.shape[0]
-        loc = torch.cat([head(s).permute(0, 2, 3, 1).reshape(batch, -1) for s, head in zip(sources, self.loc)], 1)
-        conf = torch.cat([head(s).permute(0, 2, 3, 1).reshape(batch, -1) for s, head in zip(sources, self.conf)], 1)
-        return loc.view(batch, -1, 4), conf.view(batch, -1, self.num_classes)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor] | Tensor:
-        """
-        Args:
-            x (Tensor[B, 3, size, size]): RGB images minus MEANS (see ``data.preprocess``).
-        Returns:
-            train: (loc Tensor[B, P, 4], conf Tensor[B, P, C] logits, priors Tensor[P, 4]);
-            test: detections Tensor[B, C, top_k, 5], rows (score, x1, y1, x2, y2) relative to the image.
-        """
-        loc, conf = self.predict(x)
-        if self.phase == "test":
-            return self.detect(loc, F.softmax(conf.float(), dim=-1), self.priors)
-        return loc, conf, self.priors
-
-    def _sources(self, x: Tensor) -> list[Tensor]:
-        """The feature maps the heads look at: conv4_3 (L2-normalised), conv7, then every second extra."""
+    def sources(self, x: Tensor) -> list[Tensor]:
+        """conv4_3 (L2-normalised), conv7, then every second extra."""
         for layer in self.vgg[: self.source_index + 1]:
             x = layer(x)
         sources = [self.L2Norm(x)]
@@ -116,6 +184,60 @@ class SSD(nn.Module):
             if k % 2 == 1:
                 sources.append(x)
         return sources
+
+
+class Detector(nn.Module):
+    """A detection network with its post-processing attached: what ``utils.checkpoint.load_model`` returns, and
+    what validation, eval, test, video and export run.
+
+    Args:
+        net: a :class:`DetectionNet` in either phase; its parameters are shared, not copied.
+        detect: the per-class NMS (default ``net.detect``), or None for decoded boxes and probabilities (the
+            exported graph).
+        facts: the model facts it was built from (``utils.checkpoint.ModelFacts``), or None.
+        description: the one line the scripts print about the model.
+    ``state_dict()`` / ``load_state_dict()`` are the network's, in the classic layout.
+    """
+
+    def __init__(
+        self, net: DetectionNet, detect: Detect | None | str = "net", facts: Any = None, description: str = ""
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.detect = net.detect if isinstance(detect, str) else detect
+        self.facts = facts
+        self.description = description
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """x (Tensor[B, 3, size, size]) → see :func:`postprocess`."""
+        loc, conf = self.net.predict(x)
+        return postprocess(loc, conf, self.net.priors, self.detect, self.net.variance)
+
+    @property
+    def size(self) -> int:
+        return int(self.net.size)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.net.num_classes)
+
+    @property
+    def priors(self) -> Tensor:
+        return self.net.priors
+
+    @property
+    def cfg(self) -> Mapping[str, Any]:
+        return self.net.cfg
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.net.preprocessing
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return self.net.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        return self.net.load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 def vgg(layers: Sequence[int | str], in_channels: int = 3, batch_norm: bool = False) -> tuple[list[nn.Module], int]:
@@ -145,7 +267,7 @@ def vgg(layers: Sequence[int | str], in_channels: int = 3, batch_norm: bool = Fa
 
 
 def add_extras(size: int, in_channels: int = 1024, batch_norm: bool = False) -> list[nn.Module]:
-    """The extra feature layers after conv7 (ReLU is applied in ``SSD._sources``)."""
+    """The extra feature layers after conv7 (ReLU is applied in ``SSD.sources``)."""
     modules: list[nn.Module] = []
     for out_channels, kernel, stride, padding in EXTRAS[size]:
         conv = nn.Conv2d(in_channels, out_channels, kernel_size=kernel, stride=stride, padding=padding)
@@ -165,45 +287,61 @@ def multibox(
 
 def build_ssd(
     phase: str,
-    size: int = 300,
+    size: int | None = 300,
     num_classes: int = 21,
     cfg: Mapping[str, Any] | None = None,
     batch_norm: bool = False,
+    architecture: str = DEFAULT_ARCHITECTURE,
     **detect_kwargs: Any,
-) -> SSD:
-    """Build SSD300 or SSD512 with the classic port's module layout.
+) -> DetectionNet:
+    """Build an SSD network; for VGG16 (the default) SSD300 or SSD512 with the classic port's module layout.
 
     Args:
         phase: "train" or "test".
-        size: 300 or 512.
+        size: input side: 300 or 512 for vgg16 (None: the architecture's default size).
         num_classes: classes including background (21 for VOC, 81 for COCO).
-        cfg: prior-box config; by default COCO's of that size when num_classes is 81, VOC's otherwise.
-        batch_norm: BatchNorm after every backbone and extra conv (for training from scratch).
-        detect_kwargs: passed to :class:`layers.Detect` (top_k, conf_thresh, nms_thresh, keep_top_k, bkg_label).
+        cfg: prior-box config; by default COCO's of that size when num_classes is 81, VOC's otherwise (a convenience
+            for Python callers: the scripts and loaders always pass the config the model was trained with).
+        batch_norm: BatchNorm after every backbone and extra conv (for training VGG16 from scratch).
+        architecture: a ``data.config.ARCHITECTURES`` name.
+        detect_kwargs: passed to :class:`layers.Detect` (top_k, conf_thresh, nms_thresh, keep_top_k, bkg_label);
+            unset ones take the architecture's post-processing defaults.
     Returns:
-        an SSD whose new layers (extras and heads) are Xavier-initialised, as the classic training did.
+        the network; for VGG16 its new layers (extras and heads) are Xavier-initialised, as the classic training did.
     """
+    arch = get_architecture(architecture)
+    size = int(arch["default_size"] if size is None else size)
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-    if size not in EXTRAS:
-        raise ValueError(f"size must be 300 or 512, got {size!r}")
+    if size not in arch["sizes"]:
+        raise ValueError(f"size must be {' or '.join(map(str, arch['sizes']))} for {architecture}, got {size!r}")
     if num_classes < 2:
         raise ValueError(f"num_classes counts the background and must be at least 2, got {num_classes}")
     if cfg is None:
         cfg = get_config("COCO" if num_classes == 81 else "VOC", size)
+    for key, value in arch["postprocess"].items():
+        detect_kwargs.setdefault(key, value)
+    detect_kwargs.setdefault("variance", cfg["variance"])
+    detect = Detect(num_classes, **detect_kwargs)
+    return _BUILDERS[architecture](phase, size, num_classes, cfg, batch_norm, detect)
+
+
+def _build_vgg(
+    phase: str, size: int, num_classes: int, cfg: Mapping[str, Any], batch_norm: bool, detect: Detect
+) -> SSD:
     if cfg["min_dim"] != size or len(cfg["feature_maps"]) != len(EXTRAS[size]) // 2 + 2:
         raise ValueError(f"config {cfg.get('name')!r} (min_dim {cfg['min_dim']}) does not fit SSD{size}")
-
     base, source_index = vgg(VGG16_LAYERS, 3, batch_norm)
     extras = add_extras(size, 1024, batch_norm)
     extra_channels = [_out_channels(m) for m in extras[1::2]]
     head = multibox([512, 1024, *extra_channels], boxes_per_location(cfg["aspect_ratios"]), num_classes)
-    detect_kwargs.setdefault("variance", cfg["variance"])
-    detect = Detect(num_classes, **detect_kwargs)
     net = SSD(phase, size, nn.ModuleList(base), nn.ModuleList(extras), head, num_classes, cfg, source_index, detect)
     for module in (net.extras, net.loc, net.conf):
         module.apply(xavier_init)
     return net
+
+
+_BUILDERS = {"vgg16": _build_vgg}
 
 
 def xavier_init(module: nn.Module) -> None:

@@ -85,6 +85,37 @@ _CONFIGS: dict[tuple[str, int], Mapping[str, Any]] = {
 }
 
 
+# The architectures a model's facts may name, as data: the input sizes each builds, the default size, how a BGR
+# picture becomes its input (``(pixel - input_mean) / input_std`` per BGR channel, then RGB), and the defaults of its
+# test-time post-processing (``layers.Detect``). ``ssd.build_ssd`` maps each name to its network.
+ARCHITECTURES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "vgg16": _frozen(
+            sizes=(300, 512),
+            default_size=300,
+            input_mean=MEANS,
+            input_std=(1.0, 1.0, 1.0),
+            postprocess=_frozen(top_k=200, conf_thresh=0.01, nms_thresh=0.45, keep_top_k=None),
+        ),
+        "mobilenet_v3_large": _frozen(
+            sizes=(320,),
+            default_size=320,
+            input_mean=(127.5, 127.5, 127.5),  # RGB scaled to [-1, 1]
+            input_std=(127.5, 127.5, 127.5),
+            postprocess=_frozen(top_k=300, conf_thresh=0.001, nms_thresh=0.55, keep_top_k=300),
+        ),
+    }
+)
+DEFAULT_ARCHITECTURE = "vgg16"
+
+
+def get_architecture(name: str) -> Mapping[str, Any]:
+    """The entry of ``ARCHITECTURES`` for ``name``; ValueError naming the known ones otherwise."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}: expected one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
 def get_config(dataset: str, size: int = 300) -> Mapping[str, Any]:
     """The config for ``dataset`` ("VOC" or "COCO", any case) at input ``size`` (300 or 512)."""
     key = (str(dataset).upper(), int(size))

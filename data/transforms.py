@@ -10,7 +10,9 @@ These live in ``data`` (where the classic kept ``BaseTransform``) rather than in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -57,10 +59,60 @@ class BaseTransform:
         return base_transform(img, self.size, self.mean), boxes, labels
 
 
-def preprocess(img_bgr: np.ndarray, size: int, mean: Sequence[float] = MEANS) -> torch.Tensor:
+def preprocess(
+    img_bgr: np.ndarray, size: int, mean: Sequence[float] = MEANS, std: Sequence[float] | None = None
+) -> torch.Tensor:
     """A BGR image (HxWx3 uint8, as cv2.imread gives) as the network input ``Tensor[3, size, size]`` float32.
 
-    Resize, minus mean (BGR), channels reversed to RGB, CHW: exactly the classic training input.
+    Resize, minus mean (BGR), divided by ``std`` (BGR; None: not scaled), channels reversed to RGB, CHW. With the
+    defaults this is exactly the classic training input.
     """
     bgr = base_transform(img_bgr, size, mean)
+    if std is not None and any(float(s) != 1.0 for s in std):
+        bgr = bgr / np.asarray(std, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1)))
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a BGR picture becomes network input: resized to size×size, ``(pixel − mean) / std`` per channel (both
+    in BGR order, pixel units), channels reversed to RGB, CHW float32. A model fact: see ``data.config.ARCHITECTURES``.
+    """
+
+    mean: tuple[float, float, float] = tuple(float(m) for m in MEANS)  # type: ignore[assignment]
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if isinstance(values, (str, bytes)) or len(values) != 3:
+                raise ValueError(f"preprocessing {name}: expected 3 numbers (B, G, R), got {values!r}")
+            object.__setattr__(self, name, tuple(float(v) for v in values))
+        if any(not s > 0 for s in self.std):
+            raise ValueError(f"preprocessing std: expected positive numbers, got {list(self.std)}")
+
+    def __call__(self, img_bgr: np.ndarray, size: int) -> torch.Tensor:
+        """``img_bgr`` (HxWx3 uint8) → ``Tensor[3, size, size]`` float32."""
+        return preprocess(img_bgr, size, self.mean, self.std)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "order": "bgr"}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Preprocessing:
+        """Read :meth:`to_dict`'s record; ValueError naming the field otherwise."""
+        if not isinstance(d, Mapping) or d.get("order", "bgr") != "bgr":
+            expected = '{"mean": [b, g, r], "std": [b, g, r], "order": "bgr"}'
+            raise ValueError(f"preprocessing: expected {expected}, got {d!r}")
+        try:
+            return cls(tuple(d["mean"]), tuple(d.get("std", (1.0, 1.0, 1.0))))
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"preprocessing: expected mean and std lists, got {d!r} ({err})") from None
+
+    @classmethod
+    def of_architecture(cls, arch: Mapping[str, Any]) -> Preprocessing:
+        """The preprocessing an ``ARCHITECTURES`` entry names."""
+        return cls(tuple(arch["input_mean"]), tuple(arch["input_std"]))
+
+
+CLASSIC_PREPROCESSING = Preprocessing()
