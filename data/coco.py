@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -91,7 +92,11 @@ class COCODetection(DetectionDataset):
 
     Attributes:
         ids: image ids in ascending order. category_ids: label → category id. category_to_label: the inverse.
-        class_names: names in label order.
+        class_names: names in label order. num_annotations: how many non-crowd annotations (objects to learn
+        from) the file holds; ``has_ground_truth``: whether there is any to score against.
+    Every annotation is checked when the dataset is built (a ValueError names the file, the annotation and the
+    field): its ``category_id`` among the file's categories, its ``image_id`` among its images, its ``bbox`` four
+    finite numbers. A file without ``"annotations"`` (a test split) is a split without ground truth.
     The 80 standard categories always get the standard labels 0–79 (``COCO_CLASSES`` order), also for a json
     holding only some of them; a json with other categories (a custom dataset) gets its ids in ascending order.
     """
@@ -109,7 +114,9 @@ class COCODetection(DetectionDataset):
         self.root = str(root)
         self.image_set = image_set
         self.name = dataset_name
-        self.coco = _load_coco(Path(root, "annotations", f"instances_{image_set}.json"))
+        ann_file = Path(root, "annotations", f"instances_{image_set}.json")
+        self.coco = _load_coco(ann_file)
+        self.num_annotations = _check_annotations(self.coco, ann_file)
         self.image_dir = Path(root, "images", image_set)
         self.ids: list[int] = sorted(self.coco.imgs)
         names = {cat["id"]: cat["name"] for cat in self.coco.cats.values()}
@@ -123,17 +130,21 @@ class COCODetection(DetectionDataset):
         self.category_to_label = {cat_id: label for label, cat_id in enumerate(self.category_ids)}
         self.target_transform = target_transform or COCOAnnotationTransform(self.category_to_label)
 
+    @property
+    def has_ground_truth(self) -> bool:
+        """Whether the split has objects to score detections against (a test split has none)."""
+        return self.num_annotations > 0
+
     def _image_path(self, index: int) -> Path:
         return self.image_dir / self.coco.imgs[self.ids[index]]["file_name"]
 
     def pull_image(self, index: int) -> np.ndarray:
-        """The image as read, BGR uint8 ``[H, W, 3]``. Raises FileNotFoundError/ValueError naming the file."""
-        return read_image(self._image_path(index))
+        """The image as read, BGR uint8 ``[H, W, 3]``.
 
-    def _annotations(self, index: int) -> list[dict]:
-        return self.coco.imgToAnns.get(self.ids[index], [])
-
-    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        Raises FileNotFoundError/ValueError naming the file, also when its size differs from the annotation
+        file's ``width``/``height`` (the boxes were drawn on another picture): training and scoring alike read
+        pictures here.
+        """
         path = self._image_path(index)
         img = read_image(path)
         height, width = img.shape[:2]
@@ -143,6 +154,15 @@ class COCODetection(DetectionDataset):
                 f"{path}: the annotation file says {info.get('width')}x{info.get('height')} but the image is "
                 f"{width}x{height}"
             )
+        return img
+
+    def _annotations(self, index: int) -> list[dict]:
+        return self.coco.imgToAnns.get(self.ids[index], [])
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        path = self._image_path(index)
+        img = self.pull_image(index)
+        height, width = img.shape[:2]
         if isinstance(self.target_transform, COCOAnnotationTransform):
             rows = self.target_transform(self._annotations(index), width, height, source=str(path))
         else:
@@ -177,6 +197,67 @@ def _load_coco(ann_file: Path) -> Any:
         raise ImportError("COCODetection needs pycocotools: pip install pycocotools") from err
     with contextlib.redirect_stdout(io.StringIO()):
         try:
-            return COCO(str(ann_file))
+            coco = COCO(str(ann_file))
         except (ValueError, KeyError, TypeError) as err:  # json.JSONDecodeError is a ValueError
             raise ValueError(f"{ann_file}: not a COCO instances file ({type(err).__name__}: {err})") from None
+    # pycocotools reads these keys unguarded (getAnnIds, loadRes): a test split's file has no "annotations"
+    for key in ("annotations", "categories"):
+        coco.dataset.setdefault(key, [])
+    return coco
+
+
+def _check_annotations(coco: Any, ann_file: Path) -> int:
+    """Check every annotation of ``coco`` (read from ``ann_file``) against its own images and categories.
+
+    Returns:
+        how many annotations are not crowd regions (the objects training learns from).
+    Raises:
+        ValueError naming ``ann_file``, the annotation id and the field: a ``category_id`` not among the
+        categories, an ``image_id`` not among the images, a ``bbox`` that is not four finite numbers.
+    """
+    anns = coco.dataset["annotations"]
+    if not _all_valid(anns, coco):  # a file as large as COCO's train split is checked in bulk first
+        for ann in anns:
+            _check_annotation(ann, coco, ann_file)
+    return sum(1 for ann in anns if not ann.get("iscrowd", 0))
+
+
+def _all_valid(anns: Sequence[Mapping[str, Any]], coco: Any) -> bool:
+    """True when every annotation's ids are listed and every bbox is four finite numbers (False: look closer)."""
+    try:
+        listed = {ann.get("category_id") for ann in anns} <= coco.cats.keys()
+        listed = listed and {ann.get("image_id") for ann in anns} <= coco.imgs.keys()
+        boxes = np.array([ann.get("bbox") for ann in anns])
+    except (TypeError, ValueError):  # an unhashable id, ragged boxes
+        return False
+    return listed and boxes.dtype.kind in "iuf" and boxes.shape == (len(anns), 4) and bool(np.isfinite(boxes).all())
+
+
+def _check_annotation(ann: Mapping[str, Any], coco: Any, ann_file: Path) -> None:
+    """Raise ValueError naming ``ann_file``, the annotation and the field when ``ann`` is not valid."""
+    where = f"{ann_file}: annotation {ann.get('id')}"
+    if not _listed(ann.get("category_id"), coco.cats):
+        raise ValueError(
+            f"{where}: category_id {ann.get('category_id')!r} is not among the {len(coco.cats)} categories of the file"
+        )
+    if not _listed(ann.get("image_id"), coco.imgs):
+        raise ValueError(
+            f"{where}: image_id {ann.get('image_id')!r} is not among the {len(coco.imgs)} images of the file"
+        )
+    if not _is_box(ann.get("bbox")):
+        raise ValueError(f"{where}: bbox {ann.get('bbox')!r}, expected [x, y, width, height] (four finite numbers)")
+
+
+def _listed(key: Any, table: Mapping) -> bool:
+    try:
+        return key in table
+    except TypeError:  # an unhashable id (a list) is listed nowhere
+        return False
+
+
+def _is_box(bbox: Any) -> bool:
+    return (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+    )

@@ -36,14 +36,14 @@ _reported: set[tuple[str, int, str]] = set()
 def load_class_names(path: str | os.PathLike) -> list[str]:
     """Class names from a text file, one per line, in label order; blank lines and surrounding spaces ignored.
 
+    The file is UTF-8 text (a leading byte-order mark, as some Windows editors write, is ignored); names are kept
+    as written.
+
     Raises:
-        FileNotFoundError: no such file. ValueError: no names, a name repeated (ignoring case), or ``background`` /
-        ``__background__`` listed — with line numbers.
+        FileNotFoundError: no such file. ValueError: not UTF-8 text, no names, a name repeated (ignoring case), or
+        ``background`` / ``__background__`` listed — with line numbers.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"class list not found: {path}") from None
+    text = _read_utf8(path, "class list")
     names: list[str] = []
     first_line: dict[str, int] = {}
     for line_no, line in enumerate(text.splitlines(), start=1):
@@ -61,17 +61,39 @@ def load_class_names(path: str | os.PathLike) -> list[str]:
     return names
 
 
-def _class_index(class_to_ind: Mapping[str, int] | Sequence[str] | None) -> dict[str, int]:
-    """Lower-cased name → label, from a mapping, a sequence of names (label = position) or None (VOC_CLASSES)."""
+def _read_utf8(path: str | os.PathLike, what: str) -> str:
+    """The text of ``path``; FileNotFoundError naming ``what``, ValueError when it is not UTF-8 (with the line)."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        offset = err.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        line_no = raw.count(b"\n", 0, offset) + 1
+        raise ValueError(
+            f"{path}: not UTF-8 text (line {line_no}: byte 0x{raw[offset]:02x}); save the {what} as UTF-8"
+        ) from None
+
+
+def _name_label_pairs(class_to_ind: Mapping[str, int] | Sequence[str] | None) -> list[tuple[str, int]]:
+    """(name as written, less surrounding spaces; label) from a mapping, a sequence of names (label = position)
+    or None (VOC_CLASSES)."""
     if class_to_ind is None:
         class_to_ind = VOC_CLASSES
     pairs = class_to_ind.items() if isinstance(class_to_ind, Mapping) else zip(class_to_ind, range(len(class_to_ind)))
+    return [(str(name).strip(), int(label)) for name, label in pairs]
+
+
+def _class_index(class_to_ind: Mapping[str, int] | Sequence[str] | None) -> dict[str, int]:
+    """Lower-cased name → label, from a mapping, a sequence of names (label = position) or None (VOC_CLASSES)."""
     index: dict[str, int] = {}
-    for name, label in pairs:
-        key = str(name).strip().lower()
+    for name, label in _name_label_pairs(class_to_ind):
+        key = name.lower()
         if key in index:
             raise ValueError(f"class {name!r} appears twice in the class list (names are matched ignoring case)")
-        index[key] = int(label)
+        index[key] = label
     return index
 
 
@@ -151,7 +173,8 @@ class VOCAnnotationTransform:
 
     Args:
         class_to_ind: name → label (a mapping, or a sequence of names where the label is the position);
-            default ``VOC_CLASSES``. Names are matched ignoring case and surrounding spaces, as the classic.
+            default ``VOC_CLASSES``. Names are matched ignoring case and surrounding spaces, as the classic;
+            ``class_names`` gives them back as written.
         keep_difficult: keep objects marked difficult (the classic default drops them).
     Call args:
         target: the XML root; width, height: the image size in pixels (the real one: boxes are clipped to it).
@@ -162,13 +185,15 @@ class VOCAnnotationTransform:
     """
 
     def __init__(self, class_to_ind: Mapping[str, int] | Sequence[str] | None = None, keep_difficult: bool = False):
-        self.class_to_ind = _class_index(class_to_ind)
+        self.class_to_ind = _class_index(class_to_ind)  # lower-cased name → label: what matching reads
+        self._written = {name.lower(): name for name, _ in _name_label_pairs(class_to_ind)}
         self.keep_difficult = keep_difficult
 
     @property
     def class_names(self) -> list[str]:
-        """Class names (lower case) in label order."""
-        return [name for name, _ in sorted(self.class_to_ind.items(), key=lambda item: item[1])]
+        """Class names in label order, as given (less surrounding spaces): the names a model records."""
+        keys = sorted(self.class_to_ind, key=self.class_to_ind.__getitem__)
+        return [self._written.get(key, key) for key in keys]
 
     def __call__(self, target: ET.Element, width: int, height: int, source: str | None = None) -> list[list[float]]:
         source = source or target.findtext("filename") or "annotation"
@@ -208,9 +233,26 @@ def _clip_to_image(
     return clipped
 
 
-def _read_image_set(path: Path) -> list[str]:
-    """Image ids of an ImageSets file: the first word of each non-blank line."""
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+def read_image_set(path: str | os.PathLike) -> list[str]:
+    """Image ids of an ImageSets file (UTF-8): the first word of each non-blank line.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError naming the file and line: not UTF-8, or an id that is not a
+        plain file name (a folder, ``..``, an absolute path), which would read files outside the dataset root.
+    """
+    ids = []
+    for line_no, line in enumerate(_read_utf8(path, "image set file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        image_id = line.split()[0]
+        has_path = any(sep in image_id for sep in ("/", "\\", "\0")) or os.path.splitdrive(image_id)[0]
+        if has_path or image_id in (".", ".."):
+            raise ValueError(
+                f"{path}:{line_no}: image id {image_id!r} is not a plain file name (ids name files in Annotations/ "
+                "and JPEGImages/, without folders)"
+            )
+        ids.append(image_id)
+    return ids
 
 
 _DEFAULT_SETS = (("2007", "trainval"), ("2012", "trainval"))
@@ -269,7 +311,7 @@ class VOCDetection(DetectionDataset):
             if not set_file.is_file():
                 logger.warning("%s: no image set file %s; skipped", self.name, set_file)
                 continue
-            names = _read_image_set(set_file)
+            names = read_image_set(set_file)
             if not names:
                 logger.warning("%s: image set file %s is empty; skipped", self.name, set_file)
             ids += [(year_root, name) for name in names]

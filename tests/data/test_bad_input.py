@@ -198,12 +198,10 @@ def test_coco_bad_samples(tmp_path, caplog) -> None:
         {"id": 2, "width": 80, "height": 40, "file_name": "small.jpg"},  # the json disagrees with the file
         {"id": 3, "width": 50, "height": 40, "file_name": "ok.jpg"},
         {"id": 4, "width": 50, "height": 40, "file_name": "missing.jpg"},
-        {"id": 5, "width": 50, "height": 40, "file_name": "ok.jpg"},
     ]
     anns = [
         {"id": 1, "image_id": 3, "category_id": 1, "bbox": [5, 5, 10, 10], "iscrowd": 0},
         {"id": 2, "image_id": 3, "category_id": 1, "bbox": [60, 5, 10, 10], "iscrowd": 0},  # outside: dropped
-        {"id": 3, "image_id": 5, "category_id": 12, "bbox": [5, 5, 10, 10], "iscrowd": 0},  # unknown category
     ]
     (tmp_path / "annotations").mkdir()
     content = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
@@ -211,19 +209,16 @@ def test_coco_bad_samples(tmp_path, caplog) -> None:
     ds = COCODetection(tmp_path, "val2014")
     with caplog.at_level(logging.WARNING, logger="data"):
         np.testing.assert_allclose(ds[0][1], [[0.1, 0.125, 0.3, 0.375, 0]])  # 0 and 1 bad: item 2 comes back
-        # 3 missing, 4 unknown category: wraps round past 0 and 1 (known bad, not retried) to 2
+        # 3 missing: wraps round past 0 and 1 (known bad, not retried) to 2
         np.testing.assert_allclose(ds[3][1], [[0.1, 0.125, 0.3, 0.375, 0]])
-    assert ds.bad_items == 4 and "corrupt.jpg" in caplog.text and "no area inside the image" in caplog.text
+    assert ds.bad_items == 3 and "corrupt.jpg" in caplog.text and "no area inside the image" in caplog.text
     for index, error, pattern in [
         (0, ValueError, "corrupt.jpg"),
         (1, ValueError, "says 80x40 but the image is 50x40"),
         (3, FileNotFoundError, "missing.jpg"),
-        (4, ValueError, "unknown category id 12"),
     ]:
         with pytest.raises(error, match=pattern):
             ds.pull_item(index)
-    with pytest.raises(ValueError, match="unknown category 12"):
-        ds.pull_anno(4)
     (tmp_path / "annotations" / "instances_val2014.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a COCO instances file"):
         COCODetection(tmp_path, "val2014")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,69 @@ def test_module_imports_without_pycocotools(tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pycocotools.coco", None)
     with pytest.raises(ImportError, match="pip install pycocotools"):
         COCODetection(tmp_path, image_set="val2014")
+
+
+def rewrite_json(root: Path, edit, split: str = "val2014") -> Path:
+    """Apply ``edit(content)`` to the instances json ``write_coco`` left; returns its path."""
+    path = root / "annotations" / f"instances_{split}.json"
+    content = json.loads(path.read_text())
+    edit(content)
+    path.write_text(json.dumps(content))
+    return path
+
+
+@pytest.mark.parametrize("skip_bad", [True, False])  # training and evaluation alike
+def test_an_unknown_category_id_is_an_error_when_opened(tmp_path, skip_bad) -> None:
+    write_coco(tmp_path, STANDARD)
+    path = re.escape(str(rewrite_json(tmp_path, lambda c: c["annotations"][3].update(category_id=12))))
+    with pytest.raises(ValueError, match=rf"^{path}: annotation 13: category_id 12 is not among the 2 categories"):
+        COCODetection(tmp_path, "val2014", skip_bad=skip_bad)
+
+
+def test_an_annotation_of_an_unlisted_image_is_an_error(tmp_path) -> None:
+    write_coco(tmp_path, STANDARD)
+    path = re.escape(str(rewrite_json(tmp_path, lambda c: c["annotations"][1].update(image_id=99))))
+    with pytest.raises(ValueError, match=rf"^{path}: annotation 11: image_id 99 is not among the 3 images"):
+        COCODetection(tmp_path, "val2014")
+
+
+@pytest.mark.parametrize("bbox", [None, [1, 2, 3], [1, 2, "x", 4], [1, 2, float("nan"), 4]])
+def test_a_malformed_bbox_is_an_error(tmp_path, bbox) -> None:
+    write_coco(tmp_path, STANDARD)
+
+    def set_bbox(content: dict) -> None:
+        first = content["annotations"][0]
+        first.pop("bbox")
+        if bbox is not None:
+            first["bbox"] = bbox
+
+    path = re.escape(str(rewrite_json(tmp_path, set_bbox)))
+    with pytest.raises(ValueError, match=rf"^{path}: annotation 10: bbox .*expected \[x, y, width, height\]"):
+        COCODetection(tmp_path, "val2014")
+
+
+def test_json_size_is_checked_wherever_a_picture_is_read(tmp_path) -> None:
+    from utils.evaluation.runner import EvalPictures
+
+    write_coco(tmp_path, STANDARD)
+    rewrite_json(tmp_path, lambda c: c["images"][2].update(width=60))  # the picture is 50x40
+    ds = COCODetection(tmp_path, "val2014", skip_bad=False)
+    for read in (ds.pull_image, ds.pull_item, ds.__getitem__):
+        with pytest.raises(ValueError, match=r"COCO_val2014_000000000003.jpg: .*says 60x40 but the image is 50x40"):
+            read(2)
+    *_, message = EvalPictures(ds, [2], 300, with_truth=False)[0]  # what eval.py and validation read
+    assert message is not None and "says 60x40 but the image is 50x40" in message
+
+
+def test_how_much_ground_truth_a_split_has(tmp_path) -> None:
+    write_coco(tmp_path, STANDARD)
+    ds = COCODetection(tmp_path, "val2014")
+    assert ds.num_annotations == 3 and ds.has_ground_truth  # the crowd region is not counted
+    rewrite_json(tmp_path, lambda c: c.update(annotations=c["annotations"][2:3]))  # only the crowd region
+    ds = COCODetection(tmp_path, "val2014")
+    assert ds.num_annotations == 0 and not ds.has_ground_truth
+    rewrite_json(tmp_path, lambda c: c.pop("annotations"))  # a test split: images only
+    ds = COCODetection(tmp_path, "val2014")
+    assert ds.num_annotations == 0 and not ds.has_ground_truth
+    assert ds.coco.getAnnIds() == [] and ds.pull_anno(0) == (1, [])  # pycocotools raised KeyError here
+    assert ds[0][1].shape == (0, 5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import xml.etree.ElementTree as ET
 
 import cv2
@@ -55,7 +56,7 @@ def test_annotation_transform_custom_classes(tmp_path) -> None:
     by_sequence = VOCAnnotationTransform(names)(ET.fromstring(xml), 10, 10)
     by_mapping = VOCAnnotationTransform({n: i for i, n in enumerate(names)})(ET.fromstring(xml), 10, 10)
     assert by_sequence == by_mapping == [[0.4, 0.4, 0.8, 0.8, 1], [0.0, 0.0, 0.2, 0.2, 2]]
-    assert VOCAnnotationTransform(names).class_names == ["apple", "banana", "cherry"]
+    assert VOCAnnotationTransform(names).class_names == ["apple", "Banana", "cherry"]
 
 
 def test_dataset_items_and_targets(tmp_path) -> None:
@@ -137,3 +138,39 @@ def test_load_class_names_errors(tmp_path) -> None:
         load_class_names(tmp_path / "empty.txt")
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         load_class_names(tmp_path / "missing.txt")
+
+
+def test_class_names_are_kept_as_written(tmp_path) -> None:
+    """Matching ignores case and surrounding spaces, but the names a model records are the file's."""
+    (tmp_path / "classes.txt").write_text("Car\n  car/Truck \nperson\n")
+    names = load_class_names(tmp_path / "classes.txt")
+    assert names == ["Car", "car/Truck", "person"]
+    transform = VOCAnnotationTransform(names)
+    assert transform.class_names == names
+    assert VOCAnnotationTransform({" Car": 0, "car/Truck": 1, "person": 2}).class_names == names
+    write_sample(tmp_path, "a", [("car", 1, 1, 10, 10, 0), ("CAR/TRUCK ", 11, 11, 20, 20, 0)])
+    write_image_set(tmp_path, ["a"])
+    ds = VOCDetection(tmp_path, [("2007", "trainval")], target_transform=transform)
+    assert ds.class_names == load_class_names(tmp_path / "classes.txt")  # the same file passes again later
+    np.testing.assert_allclose(ds[0][1][:, 4], [0, 1])
+
+
+def test_a_class_file_that_is_not_utf8(tmp_path) -> None:
+    path = tmp_path / "classes.txt"
+    path.write_bytes("car\ncafé\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(line 2: byte 0xe9\)"):
+        load_class_names(path)
+    path.write_bytes("\ufeffcar\nbus\n".encode())  # a byte-order mark, as some Windows editors write
+    assert load_class_names(path) == ["car", "bus"]
+
+
+@pytest.mark.parametrize("bad_id", ["../outside", "sub/a", "sub\\a", "/etc/passwd", "..", "."])
+def test_image_set_ids_must_be_plain_names(tmp_path, bad_id) -> None:
+    """An id with a path in it would read an .xml/.jpg pair outside the dataset root."""
+    write_sample(tmp_path, "a", [("dog", 1, 1, 9, 9, 0)])
+    set_file = tmp_path / "VOC2007" / "ImageSets" / "Main" / "trainval.txt"
+    set_file.parent.mkdir(parents=True)
+    set_file.write_text(f"a\n\n{bad_id} 1\n")
+    where = re.escape(f"{set_file}:3: image id {bad_id!r}")
+    with pytest.raises(ValueError, match=rf"^{where} is not a plain file name"):
+        VOCDetection(tmp_path, [("2007", "trainval")])
