@@ -2,14 +2,17 @@
 
 Rows are written with ``repr`` of the floats, so the file holds the exact values a run produced (the resume test
 compares them bit for bit). A resumed run first drops the rows past its starting iteration, so the file always
-describes one consistent history.
+describes one consistent history; that rewrite replaces the file atomically, so an interrupted one loses nothing.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from typing import TextIO
+
+from utils.training.state import atomic_write_text
 
 COLUMNS: tuple[str, ...] = ("iter", "loss_l", "loss_c", "loss", "lr", "img_per_s")
 
@@ -26,11 +29,14 @@ class TrainLog:
     def __init__(self, path: str, start_iter: int = 0) -> None:
         self.path = path
         kept = _read_rows(path, keep_upto=start_iter) if start_iter > 0 else []
-        self._file: TextIO = open(path, "w", newline="")  # noqa: SIM115 - closed in close()
+        start = io.StringIO(newline="")
+        writer = csv.writer(start)
+        writer.writerow(COLUMNS)
+        writer.writerows(kept)
+        # the kept rows replace the file in one step: a kill or a full disk now leaves the old history whole
+        atomic_write_text(path, start.getvalue())
+        self._file: TextIO = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
         self._writer = csv.writer(self._file)
-        self._writer.writerow(COLUMNS)
-        self._writer.writerows(kept)
-        self._file.flush()
 
     def write(self, iteration: int, loss_l: float, loss_c: float, lr: float, img_per_s: float) -> None:
         """Append one row; ``loss`` is ``loss_l + loss_c``."""

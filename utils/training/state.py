@@ -1,4 +1,5 @@
-"""Training state on disk: atomic saves and RNG states that load with ``torch.load(..., weights_only=True)``."""
+"""Training state on disk: atomic writes (torch objects, text) and RNG states that load with
+``torch.load(..., weights_only=True)``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import contextlib
 import os
 import random
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -20,13 +22,24 @@ def atomic_save(obj: Any, path: str) -> None:
     process killed mid-write leaves at most a ``.*.tmp`` file beside an intact ``path``, which the next save of
     ``path`` removes once its writer is gone.
     """
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path: str, text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` as :func:`atomic_save` writes, byte for byte (no newline translation)."""
+    data = text.encode(encoding)
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def _atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
+    """``write(f)`` into a temporary file beside ``path``, fsync, then ``os.replace`` it over ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; a checkpoint is an ordinary file
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; these are ordinary files
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import csv
+import errno
+import os
 
+import pytest
+
+import utils.training.log as log_module
 from utils.training.log import COLUMNS, TrainLog, plot_loss, read_eval_log, read_log
 
 
@@ -31,6 +36,53 @@ def test_a_resume_drops_rows_past_its_start_and_appends(tmp_path) -> None:
     log.close()
     values = read_log(path)
     assert values["iter"] == [1, 2, 3, 4] and values["loss_l"] == [1.0, 2.0, 3.0, 40.0]
+
+
+def _full_disk_after_the_header(monkeypatch) -> None:
+    """The disk fills up once the header of the rewritten log is out: the kept rows never reach it."""
+    real_writer = csv.writer
+
+    class FullDiskWriter:
+        def __init__(self, f, *args, **kwargs) -> None:
+            self.inner = real_writer(f, *args, **kwargs)
+
+        def writerow(self, row):
+            return self.inner.writerow(row)
+
+        def writerows(self, rows):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(log_module.csv, "writer", FullDiskWriter)
+
+
+def _full_disk_at_sync(monkeypatch) -> None:
+    """The new file is written but the disk reports it full when it is synced (where ENOSPC often surfaces)."""
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+
+
+@pytest.mark.parametrize("fault", [_full_disk_after_the_header, _full_disk_at_sync])
+def test_a_failed_rewrite_on_resume_keeps_the_old_log(tmp_path, monkeypatch, fault) -> None:
+    path = str(tmp_path / "train_log.csv")
+    log = TrainLog(path)
+    for i in range(1, 6):
+        log.write(i, float(i), 0.5, 1e-3, 1.0)
+    log.close()
+    before = (tmp_path / "train_log.csv").read_bytes()
+    fault(monkeypatch)
+    with pytest.raises(OSError, match="No space left on device"):
+        TrainLog(path, start_iter=3)
+    monkeypatch.undo()
+    assert (tmp_path / "train_log.csv").read_bytes() == before  # the whole history, not a truncated file
+    assert os.listdir(tmp_path) == ["train_log.csv"]  # no temporary file left behind
+    log = TrainLog(path, start_iter=3)  # the next try succeeds and appends after the kept rows
+    log.write(4, 40.0, 0.5, 1e-3, 1.0)
+    log.close()
+    assert read_log(path)["iter"] == [1, 2, 3, 4]
+    assert (tmp_path / "train_log.csv").read_bytes().startswith(before[: before.index(b"\r\n4,")])
 
 
 def test_a_fresh_run_starts_a_new_log(tmp_path) -> None:
