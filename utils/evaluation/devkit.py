@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,16 +119,40 @@ def voc_eval(
 def write_devkit_files(
     detections: Sequence[ImageDetections], image_ids: Sequence[str], names: Sequence[str], template: str
 ) -> list[str]:
-    """One devkit file per class (``template.format(name)``): ``id score x1 y1 x2 y2``, boxes 1-based as given."""
+    """One devkit file per class: ``id score x1 y1 x2 y2`` lines, boxes 1-based as given.
+
+    Returns:
+        the paths, in the order of ``names``: ``template.format(stem)``, where the stem is the class name (the
+        devkit's file names) or, for a name holding characters a file name cannot (``/``, ``\\``, ``:`` ...),
+        that name with them replaced by ``_``; a stem another class already has (ignoring case, as some disks
+        do) gets ``_LABEL`` appended.
+    """
     os.makedirs(os.path.dirname(template) or ".", exist_ok=True)
-    paths = []
-    for label, name in enumerate(names):
+    paths = [template.format(stem) for stem in _file_stems(names)]
+    for label, path in enumerate(paths):
         lines = []
         for image_id, dets in zip(image_ids, detections):
             keep = dets.labels == label
             for s, (x1, y1, x2, y2) in zip(dets.scores[keep], np.asarray(dets.boxes, np.float64)[keep]):
                 lines.append(f"{image_id} {s:.6f} {x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f}\n")
-        paths.append(template.format(name))
-        with open(paths[-1], "w", encoding="utf-8") as f:
+        with open(path, "w", encoding="utf-8") as f:
             f.writelines(lines)
     return paths
+
+
+_UNSAFE_IN_FILE_NAMES = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
+
+
+def _file_stems(names: Sequence[str]) -> list[str]:
+    """Distinct file-name-safe stems for the class ``names`` (see :func:`write_devkit_files`)."""
+    safe = [_UNSAFE_IN_FILE_NAMES.sub("_", name) for name in names]
+    stems: dict[int, str] = {}
+    taken: set[str] = set()
+    # names that need no change claim their stem first: the devkit's file names stay as it expects them
+    for label in sorted(range(len(names)), key=lambda k: safe[k] != names[k]):
+        stem, suffix = safe[label], label
+        while stem.casefold() in taken:
+            stem, suffix = f"{safe[label]}_{suffix}", suffix + 1
+        taken.add(stem.casefold())
+        stems[label] = stem
+    return [stems[label] for label in range(len(names))]
