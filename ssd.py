@@ -22,6 +22,14 @@ from data.transforms import Preprocessing
 from layers import Detect, L2Norm, PriorBox
 from layers.box_utils import decode
 from layers.functions.prior_box import boxes_per_location
+from layers.modules.ssdlite import (
+    SOURCE_CHANNELS,
+    MobileNetV3Backbone,
+    normal_init,
+    source_sizes,
+    ssdlite_extras,
+    ssdlite_heads,
+)
 
 # VGG16 conv layers: channels, "M" = 2x2 max-pool, "C" = the same with ceil_mode (38x38 maps at 300 px).
 VGG16_LAYERS: tuple[int | str, ...] = (
@@ -186,6 +194,54 @@ class SSD(DetectionNet):
         return sources
 
 
+class SSDLite(DetectionNet):
+    """SSDLite with torchvision's MobileNetV3-Large backbone, at 320 pixels (``layers.modules.ssdlite``).
+
+    state_dict keys: ``backbone.{i}.*`` (torchvision's ``mobilenet_v3_large`` features, reduced tail),
+    ``extras.{k}.{reduce,depthwise,project}.*``, ``loc.{i}.{depthwise,pointwise}.*``, ``conf.{i}.{depthwise,
+    pointwise}.*``; every conv but the heads' pointwise ones is followed by BatchNorm.
+
+    Args:
+        phase: "train" or "test".
+        size: input side, 320.
+        backbone: the MobileNetV3 feature layers; extras: the four extra blocks; head: (loc heads, conf heads).
+        num_classes: classes including background.
+        cfg: the prior-box config (``data.config``).
+        detect: the test-time post-processing.
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        size: int,
+        backbone: MobileNetV3Backbone,
+        extras: nn.ModuleList,
+        head: tuple[nn.ModuleList, nn.ModuleList],
+        num_classes: int,
+        cfg: Mapping[str, Any],
+        detect: Detect,
+    ) -> None:
+        arch = get_architecture("mobilenet_v3_large")
+        preprocessing = Preprocessing.of_architecture(arch)
+        super().__init__(phase, size, num_classes, cfg, detect, preprocessing, "mobilenet_v3_large")
+        self.backbone = backbone
+        self.extras = extras
+        self.loc, self.conf = head
+
+    @property
+    def batch_norm(self) -> bool:
+        return True
+
+    def sources(self, x: Tensor) -> list[Tensor]:
+        """C4's expansion, the backbone's last conv, then each extra block's output."""
+        c4, x = self.backbone(x)
+        sources = [c4, x]
+        for block in self.extras:
+            x = block(x)
+            sources.append(x)
+        return sources
+
+
 class Detector(nn.Module):
     """A detection network with its post-processing attached: what ``utils.checkpoint.load_model`` returns, and
     what validation, eval, test, video and export run.
@@ -341,7 +397,24 @@ def _build_vgg(
     return net
 
 
-_BUILDERS = {"vgg16": _build_vgg}
+def _build_mobilenet(
+    phase: str, size: int, num_classes: int, cfg: Mapping[str, Any], batch_norm: bool, detect: Detect
+) -> SSDLite:
+    """SSDLite320-MobileNetV3-Large, every conv normal(0, 0.03) as torchvision starts it from scratch; it always
+    has BatchNorm, whatever ``batch_norm`` says."""
+    maps = source_sizes(size)
+    if cfg["min_dim"] != size or tuple(cfg["feature_maps"]) != maps:
+        raise ValueError(
+            f"config {cfg.get('name')!r} (min_dim {cfg['min_dim']}, feature maps {list(cfg['feature_maps'])}) does "
+            f"not fit SSDLite{size} (feature maps {list(maps)})"
+        )
+    head = ssdlite_heads(SOURCE_CHANNELS, boxes_per_location(cfg["aspect_ratios"]), num_classes)
+    net = SSDLite(phase, size, MobileNetV3Backbone(), ssdlite_extras(), head, num_classes, cfg, detect)
+    normal_init(net)
+    return net
+
+
+_BUILDERS = {"vgg16": _build_vgg, "mobilenet_v3_large": _build_mobilenet}
 
 
 def xavier_init(module: nn.Module) -> None:

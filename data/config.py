@@ -37,6 +37,20 @@ _SSD512_MAPS = {
     "clip": True,
 }
 
+# SSDLite320, the default boxes of torchvision's DefaultBoxGenerator([[2, 3]] * 6, min_ratio=0.2, max_ratio=0.95).
+# Scales s_k = 0.2 + 0.15·k for the six maps, then 1.0: min_sizes are s_k·320, max_sizes s_(k+1)·320. Centres sit
+# on each map's own grid, (j + 0.5) / f, so a step is 320 / f: the 3x3 map's is not a whole number of pixels.
+_SSDLITE320_MAPS = {
+    "feature_maps": (20, 10, 5, 3, 2, 1),
+    "min_dim": 320,
+    "steps": (16, 32, 64, 320 / 3, 160, 320),
+    "min_sizes": (64, 112, 160, 208, 256, 304),
+    "max_sizes": (112, 160, 208, 256, 304, 320),
+    "aspect_ratios": ((2, 3),) * 6,
+    "variance": (0.1, 0.2),
+    "clip": True,
+}
+
 _VOC_SOLVER = {"num_classes": 21, "lr_steps": (80000, 100000, 120000), "max_iter": 120000}
 _COCO_SOLVER = {"num_classes": 81, "lr_steps": (280000, 360000, 400000), "max_iter": 400000}
 
@@ -77,11 +91,18 @@ coco512: Mapping[str, Any] = _frozen(
     name="COCO512",
 )
 
+# SSDLite320's solver keys are SSD300's: placeholders, the schedule comes from train.py's flags.
+voc320: Mapping[str, Any] = _frozen(**_VOC_SOLVER, **_SSDLITE320_MAPS, name="VOC320")
+
+coco320: Mapping[str, Any] = _frozen(**_COCO_SOLVER, **_SSDLITE320_MAPS, name="COCO320")
+
 _CONFIGS: dict[tuple[str, int], Mapping[str, Any]] = {
     ("VOC", 300): voc,
     ("COCO", 300): coco,
     ("VOC", 512): voc512,
     ("COCO", 512): coco512,
+    ("VOC", 320): voc320,
+    ("COCO", 320): coco320,
 }
 
 
@@ -102,7 +123,8 @@ ARCHITECTURES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             default_size=320,
             input_mean=(127.5, 127.5, 127.5),  # RGB scaled to [-1, 1]
             input_std=(127.5, 127.5, 127.5),
-            postprocess=_frozen(top_k=300, conf_thresh=0.001, nms_thresh=0.55, keep_top_k=300),
+            # torchvision's SSDLite post-processing, boxes clipped to the picture before NMS as it does
+            postprocess=_frozen(top_k=300, conf_thresh=0.001, nms_thresh=0.55, keep_top_k=300, clip_boxes=True),
         ),
     }
 )
@@ -117,10 +139,11 @@ def get_architecture(name: str) -> Mapping[str, Any]:
 
 
 def get_config(dataset: str, size: int = 300) -> Mapping[str, Any]:
-    """The config for ``dataset`` ("VOC" or "COCO", any case) at input ``size`` (300 or 512)."""
+    """The config for ``dataset`` ("VOC" or "COCO", any case) at input ``size`` (300 or 512; 320 for SSDLite)."""
     key = (str(dataset).upper(), int(size))
     if key not in _CONFIGS:
         raise ValueError(
-            f"no SSD config for dataset={dataset!r}, size={size!r}: expected dataset VOC or COCO and size 300 or 512"
+            f"no SSD config for dataset={dataset!r}, size={size!r}: expected dataset VOC or COCO and size 300, 512 "
+            "or 320"
         )
     return _CONFIGS[key]

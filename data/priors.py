@@ -1,6 +1,6 @@
 """User-changeable prior ("default box") configs: the ``--prior_config`` JSON file and the record kept with weights.
 
-A prior config file holds, per source feature map (6 for SSD300, 7 for SSD512), the square prior size
+A prior config file holds, per source feature map (6 for SSD300 and SSDLite320, 7 for SSD512), the square prior size
 ``min_sizes``, the larger square's partner ``max_sizes`` (that square has side ``sqrt(min * max)``) and the extra
 ``aspect_ratios`` (each ratio r >= 1 adds the boxes r:1 and 1:r), in the network's input pixels::
 
@@ -112,7 +112,7 @@ def load_prior_config(path: str | os.PathLike, size: int, base_cfg: Mapping[str,
 
     Args:
         path: JSON object with ``min_sizes``, ``max_sizes`` and ``aspect_ratios`` (see the module docstring).
-        size: the input size, 300 or 512 (must equal ``base_cfg["min_dim"]``).
+        size: the input size, 300, 512 or 320 (must equal ``base_cfg["min_dim"]``).
         base_cfg: the dataset's config of that size (e.g. ``get_config("VOC", 300)``): it gives every other key.
     Returns:
         a plain dict with every key of ``base_cfg``, the three prior fields replaced and ``name`` "custom".

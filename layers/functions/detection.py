@@ -49,6 +49,8 @@ class Detect(nn.Module):
         nms_thresh: IoU above which a lower-scoring box of the same class is suppressed.
         keep_top_k: if set, rows kept per image across all classes.
         variance: the (center, size) encoding variances.
+        clip_boxes: clamp decoded boxes to the image ([0, 1]) before NMS, as torchvision's SSD does; off by
+            default, as in the classic port (whose boxes may cross the border).
     """
 
     def __init__(
@@ -60,6 +62,8 @@ class Detect(nn.Module):
         nms_thresh: float = 0.45,
         keep_top_k: int | None = None,
         variance: Sequence[float] = (0.1, 0.2),
+        *,
+        clip_boxes: bool = False,
     ) -> None:
         super().__init__()
         if nms_thresh <= 0:
@@ -73,6 +77,7 @@ class Detect(nn.Module):
         self.nms_thresh = nms_thresh
         self.keep_top_k = keep_top_k
         self.variance = tuple(variance)
+        self.clip_boxes = bool(clip_boxes)
 
     @torch.no_grad()
     def forward(self, loc_data: Tensor, conf_data: Tensor, prior_data: Tensor) -> Tensor:
@@ -93,6 +98,8 @@ class Detect(nn.Module):
             b, p = image_prior.div(num_priors, rounding_mode="floor"), image_prior.remainder(num_priors)
             cand_loc = loc_data.reshape(-1, 4).index_select(0, image_prior).float()
             boxes = decode(cand_loc, prior_data.index_select(0, p).float(), self.variance)  # [K, 4]
+            if self.clip_boxes:
+                boxes = boxes.clamp(min=0.0, max=1.0)
         group = b * num_cls + c
 
         kept = _batched_nms(boxes, cand_scores, group, self.nms_thresh, max_boxes_per_nms(boxes.device), self.top_k)

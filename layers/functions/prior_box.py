@@ -22,6 +22,8 @@ class PriorBox:
     ``sqrt(s_k * max_size/min_dim)``, then for each ratio r the boxes (s_k·√r, s_k/√r) and (s_k/√r, s_k·√r).
     Locations run row-major; a cell (i, j) of a map with step s has its centre at ``((j+0.5)/f, (i+0.5)/f)``
     with ``f = min_dim/s``. With ``clip`` every value is clamped to [0, 1], as the classic port does.
+    A step need not be a whole number of pixels: SSDLite320's 3x3 map has step 320/3, so f = 3 and its centres
+    sit on the map's own grid, as torchvision places them.
     """
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
