@@ -9,9 +9,11 @@ A prior config file holds, per source feature map (6 for SSD300 and SSDLite320, 
      "aspect_ratios": [[2], [2, 3], [2, 3], [2, 3], [2], [2]]}
 
 Feature maps, steps, variance and clip are fixed by the input size; a file may repeat them (``min_dim`` too) when
-they equal the fixed values. Boxes per location follow from the ratios (2 + 2 * len(ratios)), so other ratios give
-the model other heads: weights trained with them must be loaded with the same config (``prior_config_dict`` is
-what a weights sidecar records, ``prior_config_from_dict`` reads it back).
+they equal the fixed values. A weights sidecar records ``clip`` as true (the classic: every value clamped to [0, 1]),
+false, or "sizes" (widths and heights only, as torchvision's SSD300 has them). Boxes per location follow from the
+ratios (2 + 2 * len(ratios)), so other ratios give the model other heads: weights trained with them must be loaded
+with the same config (``prior_config_dict`` is what a weights sidecar records, ``prior_config_from_dict`` reads it
+back).
 """
 
 from __future__ import annotations
@@ -180,8 +182,8 @@ def prior_config_from_dict(
     pair = isinstance(variance, (list, tuple)) and len(variance) == 2
     if not pair or not all(_is_number(v) and v > 0 for v in variance):
         raise ValueError(f"{source}: variance is {variance!r}, expected two positive numbers")
-    if not isinstance(d["clip"], bool):
-        raise ValueError(f"{source}: clip is {d['clip']!r}, expected true or false")
+    if not isinstance(d["clip"], bool) and d["clip"] != "sizes":  # "sizes": widths and heights only (PriorBox)
+        raise ValueError(f'{source}: clip is {d["clip"]!r}, expected true, false or "sizes"')
     user = _check_user_fields(d, len(base_cfg["feature_maps"]), source)
     return _full_config(base_cfg, {**user, "variance": tuple(variance), "clip": d["clip"]})
 

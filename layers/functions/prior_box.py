@@ -21,7 +21,9 @@ class PriorBox:
     Per location, in this order: the square of side ``s_k = min_size/min_dim``, the square of side
     ``sqrt(s_k * max_size/min_dim)``, then for each ratio r the boxes (s_k·√r, s_k/√r) and (s_k/√r, s_k·√r).
     Locations run row-major; a cell (i, j) of a map with step s has its centre at ``((j+0.5)/f, (i+0.5)/f)``
-    with ``f = min_dim/s``. With ``clip`` every value is clamped to [0, 1], as the classic port does.
+    with ``f = min_dim/s``. With ``clip`` True every value is clamped to [0, 1], as the classic port does; with
+    ``clip`` "sizes" only widths and heights are, as torchvision's DefaultBoxGenerator does (a centre may then lie
+    past the border: SSD300's 10x10 map, step 32, puts its last centres at 9.5·32/300 = 1.013).
     A step need not be a whole number of pixels: SSDLite320's 3x3 map has step 320/3, so f = 3 and its centres
     sit on the map's own grid, as torchvision places them.
     """
@@ -34,7 +36,9 @@ class PriorBox:
         self.max_sizes = list(cfg["max_sizes"])
         self.aspect_ratios = [list(r) for r in cfg["aspect_ratios"]]
         self.variance = tuple(cfg["variance"])
-        self.clip = bool(cfg["clip"])
+        self.clip = cfg["clip"]
+        if self.clip not in (True, False, "sizes"):
+            raise ValueError(f'clip must be true, false or "sizes", got {self.clip!r}')
         if any(v <= 0 for v in self.variance):
             raise ValueError(f"variances must be greater than 0, got {self.variance}")
         lengths = {len(x) for x in (self.feature_maps, self.steps, self.min_sizes, self.max_sizes, self.aspect_ratios)}
@@ -45,7 +49,9 @@ class PriorBox:
         """Returns: Tensor[P, 4] float32 priors (cx, cy, w, h)."""
         maps = [self._priors_of_map(k) for k in range(len(self.feature_maps))]
         priors = torch.cat(maps, dim=0)
-        if self.clip:
+        if self.clip == "sizes":
+            priors[:, 2:].clamp_(min=0.0, max=1.0)
+        elif self.clip:
             priors.clamp_(min=0.0, max=1.0)
         return priors.float()
 

@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.image_list import ImageList
 
-from data.config import coco320, get_config, voc320
+from data.config import coco320, get_config, voc, voc320
 from data.priors import load_prior_config, prior_config_dict, prior_config_from_dict
 from layers import Detect, PriorBox
 from layers.box_utils import point_form
@@ -142,3 +142,18 @@ def test_detect_clips_boxes_before_nms_when_asked() -> None:
     assert kept[0, 1, 0, 1:].tolist() == pytest.approx([0.8, 0.4, 1.3, 0.6])
     assert (clipped[0, 1, :, 0] > 0).sum() == 1
     assert clipped[0, 1, 0, 1:].tolist() == pytest.approx([0.8, 0.4, 1.0, 0.6])
+
+
+def test_clip_sizes_clamps_widths_and_heights_only() -> None:
+    # SSD300's 10x10 map has step 32: its last column's centres are 9.5 * 32 / 300 = 1.0133, past the border
+    sizes_only = PriorBox({**voc, "clip": "sizes"}).forward()
+    classic = PriorBox(voc).forward()
+    last = 38 * 38 * 4 + 19 * 19 * 6 + 9 * 6  # the first prior of cell (0, 9) of the 10x10 map
+    assert sizes_only[last, 0].item() == pytest.approx(9.5 * 32 / 300) and classic[last, 0].item() == 1.0
+    assert sizes_only[:, 2:].equal(classic[:, 2:]) and sizes_only[:, 2:].max() == 1.0
+    record = {**prior_config_dict(voc), "clip": "sizes"}
+    assert prior_config_from_dict(json.loads(json.dumps(record)), voc)["clip"] == "sizes"
+    with pytest.raises(ValueError, match="clip is 'yes', expected true, false or \"sizes\""):
+        prior_config_from_dict({**record, "clip": "yes"}, voc)
+    with pytest.raises(ValueError, match="clip must be"):
+        PriorBox({**voc, "clip": "centres"})
