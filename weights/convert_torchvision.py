@@ -51,7 +51,7 @@ ARCHITECTURES: dict[str, tuple[str, int]] = {  # torchvision model → (our arch
     "ssdlite320_mobilenet_v3_large": ("mobilenet_v3_large", 320),
 }
 TORCHVISION_COCO_CLASSES = 91  # background and the category ids 1–90, of which COCO uses 80
-# torchvision's weights API: model name → (weights enum in torchvision.models.detection, builder)
+# torchvision's weights API: model name → its weights enum in torchvision.models.detection
 _WEIGHTS = {
     "ssd300_vgg16": "SSD300_VGG16_Weights",
     "ssdlite320_mobilenet_v3_large": "SSDLite320_MobileNet_V3_Large_Weights",
@@ -83,12 +83,16 @@ def from_torchvision(source: nn.Module | Mapping[str, Tensor], model_name: str) 
     Raises:
         ConversionError: a key that the model does not have, or a head of an unexpected shape.
     """
-    ours = _renamed(source, model_name)
-    num_classes = _num_classes(ours)
+    return _coco_rows_kept(_renamed(source, model_name))
+
+
+def _coco_rows_kept(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], int]:
+    """``state`` (our keys) with only COCO's 81 class rows if it scores torchvision's 91, and its class count."""
+    num_classes = _num_classes(state)
     if num_classes == TORCHVISION_COCO_CLASSES:
-        _keep_class_rows(ours, num_classes, coco_rows())
+        _keep_class_rows(state, num_classes, coco_rows())
         num_classes = len(coco_rows())
-    return ours, num_classes
+    return state, num_classes
 
 
 def _renamed(source: nn.Module | Mapping[str, Tensor], model_name: str) -> dict[str, Tensor]:
@@ -203,9 +207,10 @@ def build_converted(
     Raises:
         ConversionError: the weights do not fit, or the class names do not count the source's classes.
     """
-    state, num_classes = from_torchvision(source, model_name)
+    renamed = _renamed(source, model_name)
+    coco = _num_classes(renamed) == TORCHVISION_COCO_CLASSES
+    state, num_classes = _coco_rows_kept(renamed)
     architecture, size = ARCHITECTURES[model_name]
-    coco = _num_classes(_renamed(source, model_name)) == TORCHVISION_COCO_CLASSES
     if class_names is None and not coco:
         raise ConversionError(f"the model scores {num_classes - 1} classes, not COCO's 80: name them with --classes")
     names = list(COCO_CLASSES) if class_names is None else list(class_names)
