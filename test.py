@@ -30,14 +30,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from torch import nn
 
 from data.common import read_image
 from data.voc0712 import IMAGE_EXTENSIONS
-from utils.checkpoint import CheckpointError
-from utils.cli import fail, str2bool
-from utils.inference import Detection, detect_images, draw_detections, load_detector
+from utils.checkpoint import load_model
+from utils.cli import EXIT_SIGINT, add_device_flags, autocast, choose_device, run_main
+from utils.inference import Detection, detect_images, draw_detections
 from utils.video import (
     VIDEO_EXTENSIONS,
     VideoReadError,
@@ -49,8 +48,6 @@ from utils.video import (
 )
 
 PROG = "test.py"
-DETECT_CONF_THRESH = 0.01  # the test-time Detect default; a lower --visual_threshold lowers it
-EXIT_INTERRUPTED = 130  # Ctrl-C cut a video file short (the shell's code for SIGINT)
 
 
 def camera_source(value: str) -> int | str:
@@ -65,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Single Shot MultiBox Detector: detect and draw")
     parser.add_argument("images", nargs="*", help="image or video files, or folders of them")
     parser.add_argument("--trained_model", default=os.path.join("weights", "ssd300_mAP_77.43_v2.pth"))
-    parser.add_argument("--size", type=int, choices=(300, 512), default=None, help="default: the weights'")
+    parser.add_argument("--size", type=int, choices=(300, 320, 512), default=None, help="default: the weights'")
     parser.add_argument(
         "--dataset",
         type=str.upper,
@@ -75,11 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--classes", default=None, help="text file with one class name per line")
     parser.add_argument("--visual_threshold", type=float, default=0.6, help="draw and report scores >= this")
-    parser.add_argument("--cuda", type=str2bool, default=None, help="true/false (default: use CUDA if available)")
+    add_device_flags(parser)
     parser.add_argument("--save_folder", default="detections/", help="where annotated images and JSON go")
     parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--amp", choices=("none", "fp16", "bf16"), default="none", help="mixed precision on CUDA")
-    parser.add_argument("--top_k", type=int, default=200, help="detections kept per class before thresholding")
+    parser.add_argument("--top_k", type=int, default=None, help="detections kept per class (default: the model's)")
     parser.add_argument(
         "--camera", type=camera_source, default=None, help="camera index (0: the first) or a video path to read live"
     )
@@ -95,7 +91,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch_size must be at least 1, got {args.batch_size}")
     if not 0.0 <= args.visual_threshold <= 1.0:
         raise ValueError(f"--visual_threshold must be in [0, 1], got {args.visual_threshold}")
-    if args.top_k < 1:
+    if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top_k must be at least 1, got {args.top_k}")
     if args.max_frames < 0:
         raise ValueError(f"--max_frames must be 0 (no limit) or more, got {args.max_frames}")
@@ -206,21 +202,13 @@ def run(args: argparse.Namespace) -> tuple[list[str], bool]:
     paths = collect_images(args.images)
     videos = [p for p in paths if is_video(p)]
     pictures = [p for p in paths if not is_video(p)]
-    net, facts, description = load_detector(
-        args.trained_model,
-        dataset=args.dataset,
-        size=args.size,
-        classes=args.classes,
-        cuda=args.cuda,
-        top_k=args.top_k,
-        conf_thresh=min(DETECT_CONF_THRESH, args.visual_threshold),
-    )
-    print(description)
+    device = choose_device(args.cuda)
+    model = load_model(args.trained_model, args.dataset, args.size, args.classes, device=device, top_k=args.top_k)
+    model.detect.conf_thresh = min(model.detect.conf_thresh, args.visual_threshold)  # a lower threshold sees more
+    print(model.description)
     os.makedirs(args.save_folder, exist_ok=True)
-    device = next(net.parameters()).device
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        return detect_all(net, facts, pictures, videos, args)
+    with autocast(device, args.amp):
+        return detect_all(model, model.facts, pictures, videos, args)
 
 
 def detect_all(
@@ -242,18 +230,19 @@ def detect_all(
     return skipped, False
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Returns 0; 1 when a picture or video was skipped; 130 when Ctrl-C cut a video file short. Exits 2 with one
-    line on stderr for a user error (a camera that will not open is one)."""
-    args = build_parser().parse_args(argv)
-    try:
-        check_args(args)
-        skipped, interrupted = run(args)
-    except (CheckpointError, ValueError, OSError) as exc:
-        fail(PROG, str(exc))
+def detect_files(args: argparse.Namespace) -> int:
+    check_args(args)
+    skipped, interrupted = run(args)
     if interrupted:
-        return EXIT_INTERRUPTED
+        return EXIT_SIGINT
     return 1 if skipped else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Returns 0; 1 when a picture or video was skipped; 130 after Ctrl-C. Exits 2 with one line on stderr for a
+    user error (a camera that will not open is one)."""
+    args = build_parser().parse_args(argv)
+    return run_main(PROG, lambda: detect_files(args))
 
 
 if __name__ == "__main__":

@@ -23,14 +23,15 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from data import COCO_ROOT, VOC_ROOT, detection_collate, get_config
+from data.config import default_image_sets
+from data.splits import split_class_names
 from layers import MultiBoxLoss
-from utils.checkpoint import CheckpointError, read_checkpoint
-from utils.cli import str2bool
+from utils.checkpoint import read_checkpoint
+from utils.cli import add_bool, add_device_flags, choose_device, run_main
 from utils.training import hooks
 from utils.training.data import EpochIndexedDataset, SeededTransform, batches_per_epoch, iterate_batches
 from utils.training.engine import Stopped, TrainError, run_loop, say
@@ -42,7 +43,6 @@ from utils.training.setup import (
     augmentation,
     build_session,
     check_annotation_classes,
-    dataset_class_names,
     guard_save_folder,
     model_facts,
     open_dataset,
@@ -73,9 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--resume", default=None, help="a _last.ckpt continues exactly; a .pth loads weights, starts at --start_iter")
     add("--start_iter", default=0, type=int, help="first iteration when resuming from a .pth")
     add("--max_iter", type=int, help="iterations in all (default: the config's max_iter)")
-    add("--overwrite", default=False, type=str2bool, help="let a new run replace another run's files")
-    add("--num_workers", default="4", type=_workers, help="DataLoader workers per process, or 'auto'")
-    add("--cuda", default=torch.cuda.is_available(), type=str2bool, help="train on the GPU (default: if available)")
+    add_bool(p, "--overwrite", default=False, help="let a new run replace another run's files")
+    add_device_flags(p, "4", "DataLoader workers per process, or 'auto'")
     add("--lr", "--learning-rate", dest="lr", type=float, help="base learning rate (default 1e-3)")
     add("--momentum", type=float, help="SGD momentum (default 0.9)")
     add("--weight_decay", type=float, help="SGD weight decay (default 5e-4)")
@@ -83,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr_steps", type=_int_list, help="comma-separated iterations where the lr drops (default: the config's)")
     add("--warmup", type=int, help="linear lr warm-up iterations (default 0; 300 with --batch_norm)")
     add("--clip_grad", type=float, help="clip the gradient norm to this (default 0: off)")
-    add("--visdom", default=False, type=str2bool, help="live loss plots on a visdom server")
+    add_bool(p, "--visdom", default=False, help="live loss plots on a visdom server")
     add("--visdom_server", default="http://localhost", help="visdom server address")
     add("--visdom_port", default=8097, type=int, help="visdom server port")
     add("--save_folder", default="weights/", help="where checkpoints and the logs go")
@@ -93,8 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--image_sets", default=None, help="VOC: year:set pairs (default 2007:trainval,2012:trainval); COCO: splits")
     add("--prior_config", default=None, help="JSON file of min_sizes, max_sizes, aspect_ratios per source map")
     add("--seed", type=int, help="random seed (default: drawn and recorded)")
-    add("--amp", choices=["none", "fp16", "bf16"], help="mixed precision (autocast; default none)")
-    add("--batch_norm", type=str2bool, help="the VGG16-BN variant, for training from scratch (default false)")
+    add_bool(p, "--batch_norm", default=None, help="the VGG16-BN variant, for training from scratch (default false)")
     add("--eval_every", default=0, type=int, help="validate every N iterations (0: never)")
     add("--eval_sets", default=None, help="validation split (VOC default 2007:test; COCO default val2014)")
     add("--eval_images", default=None, type=int, help="validate on a fixed seeded subset of this many pictures")
@@ -106,15 +104,6 @@ def _int_list(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _workers(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', got {text!r}") from None
 
 
 def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
@@ -133,9 +122,9 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     if args.dataset_root is None:
         args.dataset_root = VOC_ROOT if args.dataset == "VOC" else COCO_ROOT
     if args.image_sets is None:
-        args.image_sets = "2007:trainval,2012:trainval" if args.dataset == "VOC" else "train2014"
+        args.image_sets = default_image_sets(args.dataset, "train")
     if args.eval_sets is None:
-        args.eval_sets = "2007:test" if args.dataset == "VOC" else "val2014"
+        args.eval_sets = default_image_sets(args.dataset, "eval")
     if args.basenet is None:
         args.basenet = "none" if args.batch_norm else DEFAULT_BASENET
     return args
@@ -149,12 +138,8 @@ def check_args(args: argparse.Namespace, world_size: int) -> None:
             raise TrainError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.eval_every < 0 or (args.eval_images is not None and args.eval_images < 1):
         raise TrainError("--eval_every must be 0 or more and --eval_images at least 1")
-    if args.num_workers != "auto" and args.num_workers < 0:
-        raise TrainError(f"--num_workers must be 0 or more, or auto, got {args.num_workers}")
     if args.lr <= 0 or args.start_iter < 0:
         raise TrainError("--lr must be positive and --start_iter 0 or more")
-    if args.cuda and not torch.cuda.is_available():
-        raise TrainError("--cuda true but CUDA is not available on this machine")
     if args.classes is not None and args.dataset != "VOC":
         raise TrainError("--classes applies to VOC-layout datasets; a COCO-format dataset names its categories")
 
@@ -188,7 +173,7 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     base = open_dataset(args, transform, args.image_sets)
     if args.classes:
         check_annotation_classes(base, args.classes)
-    facts = resumed_facts(args, meta, model_facts(args, dataset_class_names(base)))
+    facts = resumed_facts(args, meta, model_facts(args, split_class_names(base)))
     dataset = EpochIndexedDataset(base, transform)
     per_rank = args.batch_size // rt.world_size
     if batches_per_epoch(len(dataset), per_rank, rt.world_size) == 0:
@@ -232,22 +217,25 @@ def _plot(folder: str) -> None:
         warnings.warn(f"could not draw loss.png: {err}", UserWarning, stacklevel=2)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and train. Returns 0 when finished, 2 for a user error (one line on stderr), 130/143 when
-    stopped by SIGINT/SIGTERM after saving."""
-    args = build_parser().parse_args(argv)
-    rt = setup_runtime(args.cuda and torch.cuda.is_available())
+def run(args: argparse.Namespace) -> int:
+    """Train on the device ``--cuda`` picks; returns 0 when finished, 130/143 when stopped by SIGINT/SIGTERM after
+    saving."""
+    rt = setup_runtime(choose_device(args.cuda).type == "cuda")
     try:
         train(args, rt)
-    except (TrainError, CheckpointError, ValueError, FileNotFoundError) as err:
-        print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
     except Stopped as stopped:
         return stopped.code
     finally:
         if rt.distributed and dist.is_initialized():
             dist.destroy_process_group()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and train. Returns 0 when finished, 130/143 when stopped by SIGINT/SIGTERM after saving; a
+    user error is one line on stderr and exit 2."""
+    args = build_parser().parse_args(argv)
+    return run_main(PROG, lambda: run(args), user_errors=(TrainError,))
 
 
 if __name__ == "__main__":

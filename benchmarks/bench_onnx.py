@@ -3,7 +3,7 @@
     python benchmarks/bench_onnx.py [--batch_sizes 1,8] [--warmup 1] [--iters 5]
 
 ``benchmarks/bench.py --device cpu`` runs the same measurement into its JSON (case "onnx"). Both run the very
-graph ``utils.export`` writes (``DecodedSSD``), fp32, on the same seeded batch, with the same thread count.
+graph ``utils.export`` writes (``decoded``), fp32, on the same seeded batch, with the same thread count.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.timing import median_ms, time_interleaved  # noqa: E402
-from utils.export import DecodedSSD, export_onnx, onnx_session, run_onnx  # noqa: E402
+from utils.export import decoded, export_onnx, onnx_session, run_onnx  # noqa: E402
 
 
 def onnx_fns(net: nn.Module, session: Any, x: torch.Tensor) -> dict[str, Callable[[], Any]]:
-    """PyTorch (``DecodedSSD`` of ``net``, float32, CPU) and onnxruntime on the same input x (Tensor[B, 3, S, S])."""
-    model = DecodedSSD(net).eval()
+    """PyTorch (``decoded(net)``, float32, CPU) and onnxruntime on the same input x (Tensor[B, 3, S, S])."""
+    model = decoded(net).eval()
     x_numpy = x.numpy()
 
     @torch.inference_mode()
@@ -47,7 +47,7 @@ def exported_session(net: nn.Module, folder: str) -> Any:
 def max_abs_diff(net: nn.Module, session: Any, x: torch.Tensor) -> tuple[float, float]:
     """(boxes, scores) max abs difference between onnxruntime and PyTorch on x (Tensor[B, 3, S, S])."""
     with torch.inference_mode():
-        boxes, scores = DecodedSSD(net).eval()(x)
+        boxes, scores = decoded(net).eval()(x)
     ort_boxes, ort_scores = run_onnx(session, x.numpy())
     return float(np.abs(ort_boxes - boxes.numpy()).max()), float(np.abs(ort_scores - scores.numpy()).max())
 

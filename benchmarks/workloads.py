@@ -34,13 +34,13 @@ from layers import MultiBoxLoss, PriorBox
 from layers.box_utils import match_batch, point_form
 from layers.modules.multibox_loss import pad_targets
 from ssd import SSD, build_ssd
+from utils.cli import AMP_DTYPES
 
 SIZE = 300
 NUM_CLASSES = 21
 CONF_THRESH, NMS_THRESH, TOP_K = 0.01, 0.45, 200
 FEATURE_MAPS = (38, 19, 10, 5, 3, 1)
 RGB_MEANS = tuple(float(m) for m in reversed(MEANS))
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NUM_PRIORS = 8732
 # Mean (prior, non-background class) pairs per image scoring above CONF_THRESH in each score regime.
 REGIME_CANDIDATES = {"sparse": 150.0, "dense": 0.9 * NUM_PRIORS * (NUM_CLASSES - 1)}

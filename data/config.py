@@ -147,3 +147,19 @@ def get_config(dataset: str, size: int = 300) -> Mapping[str, Any]:
             "or 320"
         )
     return _CONFIGS[key]
+
+
+# The splits each script opens when --image_sets is not given: VOC as "year:set" pairs, COCO as split names.
+VOC_TRAIN_SETS: tuple[tuple[str, str], ...] = (("2007", "trainval"), ("2012", "trainval"))
+DEFAULT_IMAGE_SETS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "VOC": _frozen(train=",".join(f"{year}:{name}" for year, name in VOC_TRAIN_SETS), eval="2007:test"),
+        "COCO": _frozen(train="train2014", eval="val2014"),
+    }
+)
+
+
+def default_image_sets(dataset: str, role: str) -> str:
+    """The ``--image_sets`` value of ``dataset`` ("VOC"/"COCO") for ``role`` ("train": training and inspection,
+    "eval": evaluation and validation)."""
+    return DEFAULT_IMAGE_SETS[str(dataset).upper()][role]

@@ -208,14 +208,20 @@ def fake_weights(tmp_path: Path) -> Path:
 
 
 class OracleSSD(nn.Module):
-    """Test-phase stand-in that returns prepared ``[C, K, 5]`` detections for the images in dataset order."""
+    """Stand-in for the loaded model that returns prepared ``[C, K, 5]`` detections for the images in dataset order."""
 
     size = 300
 
     def __init__(self, per_image: list[Tensor]) -> None:
+        from data.transforms import CLASSIC_PREPROCESSING
+        from layers import Detect
+
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
         self.queue = list(per_image)
+        self.preprocessing = CLASSIC_PREPROCESSING
+        self.detect = Detect(2)
+        self.description = "model: an oracle"
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.stack([self.queue.pop(0) for _ in range(x.shape[0])])
@@ -240,8 +246,13 @@ def _use_oracle(monkeypatch: pytest.MonkeyPatch, names: list[str], oracle, datas
     from utils.checkpoint import ModelFacts
 
     facts = ModelFacts(300, False, tuple(names), get_config(dataset, 300), dataset)
-    monkeypatch.setattr(ev, "model_facts", lambda args, sd, meta: facts)
-    monkeypatch.setattr(ev, "build_eval_model", lambda args, facts, sd: oracle())
+
+    def load_model(*args, **kwargs):
+        model = oracle()
+        model.facts = facts
+        return model
+
+    monkeypatch.setattr(ev, "load_model", load_model)
 
 
 @pytest.mark.parametrize("use_07", ["true", "false"])
@@ -292,7 +303,10 @@ def test_voc_cleanup_removes_detection_files(
     assert not (out / "results").exists() and (out / "results.json").is_file()
 
 
-def test_missing_roots_exit_clearly(tmp_path: Path, fake_weights: Path, fail_line: Callable[..., str]) -> None:
+def test_missing_roots_exit_clearly(
+    tmp_path: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch, fail_line: Callable[..., str]
+) -> None:
+    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _voc_oracle(TINY_CLASSES))
     common = ["--trained_model", str(fake_weights), "--save_folder", str(tmp_path / "out")]
     err = fail_line(ev.main, ["--voc_root", str(tmp_path / "nowhere")] + common)
     assert "VOC root not found" in err and "nowhere" in err

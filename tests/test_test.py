@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from data.config import voc
-from ssd import build_ssd
-from utils.checkpoint import ModelFacts, load_model, model_from_facts, read_checkpoint, write_sidecar
+from ssd import Detector, build_ssd
+from utils.checkpoint import ModelFacts, build_from_facts, load_model, read_checkpoint, write_sidecar
 from utils.inference import detect_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,7 +190,8 @@ def test_custom_classes_on_a_bare_pth_run_with_voc_priors(tmp_path: Path, capsys
     got = json.loads((out / "detections.json").read_text())[0]["detections"]
 
     facts = ModelFacts(300, False, names, voc)
-    net = model_from_facts(facts, read_checkpoint(weights)[0], top_k=3, conf_thresh=0.01)
+    net = Detector(build_from_facts(facts, top_k=3, conf_thresh=0.01)).eval()
+    net.load_state_dict(read_checkpoint(weights)[0])
     expected = detect_images(net, [img], conf_thresh=0.02)[0]
     assert len(got) == len(expected) > 0
     assert [d["label"] for d in got] == [names[c] for c, _, _ in expected]

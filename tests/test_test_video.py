@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from data.config import voc
 from ssd import build_ssd
 from utils import video
-from utils.checkpoint import ModelFacts, write_sidecar
+from utils.checkpoint import ModelFacts, load_model, write_sidecar
 from utils.inference import detect_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_video_file_gives_annotated_video_and_one_line_per_frame(
     lines = _lines(out / "clip_det.jsonl")
     assert [line["frame"] for line in lines] == [0, 1, 2]
     assert [line["time"] for line in lines] == pytest.approx([0.0, 0.1, 0.2])
-    net = script.load_detector(weights, cuda=False, top_k=5)[0]
+    net = load_model(weights, top_k=5)
     expected = detect_images(net, _read_video(clip)[:1], conf_thresh=0.2)[0]
     assert len(lines[0]["detections"]) == len(expected) > 0
     for det, (c, score, box) in zip(lines[0]["detections"], expected):

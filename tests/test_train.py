@@ -17,10 +17,19 @@ import pytest
 import torch
 
 import train
+from utils.cli import choose_device
 from utils.training.log import read_log
 
 pytestmark = [pytest.mark.filterwarnings("ignore:--basenet none:UserWarning"), pytest.mark.usefixtures("one_thread")]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def exit_code(argv: list[str]) -> int:
+    """train.main's exit code: returned (0, 130, 143) or raised as SystemExit (2, a user error, as argparse)."""
+    try:
+        return train.main(argv)
+    except SystemExit as exit_info:
+        return int(exit_info.code)
 
 
 def _argv(root: str, folder, *extra: str) -> list[str]:
@@ -50,7 +59,7 @@ def test_defaults_are_the_classic_recipe() -> None:
     assert args.basenet == os.path.join("weights", "vgg16_reducedfc.pth")
     assert (args.save_every, args.amp, args.batch_norm, args.visdom) == (5000, "none", False, False)
     assert args.image_sets == "2007:trainval,2012:trainval"
-    assert args.cuda == torch.cuda.is_available()
+    assert choose_device(args.cuda).type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_coco_and_batch_norm_defaults() -> None:
@@ -95,7 +104,7 @@ def _one_error_line(capsys) -> str:
 
 def test_missing_dataset_root_is_one_clear_line(tmp_path, capsys) -> None:
     missing = str(tmp_path / "no_such_root")
-    assert train.main(_argv(missing, tmp_path / "w", "--max_iter", "1")) == 2
+    assert exit_code(_argv(missing, tmp_path / "w", "--max_iter", "1")) == 2
     line = _one_error_line(capsys)
     assert missing in line and "--dataset_root" in line
 
@@ -103,7 +112,7 @@ def test_missing_dataset_root_is_one_clear_line(tmp_path, capsys) -> None:
 def test_missing_basenet_says_how_to_obtain_it(tiny_voc, tmp_path, capsys) -> None:
     argv = _argv(tiny_voc, tmp_path / "w", "--max_iter", "1")
     argv[argv.index("--basenet") + 1] = str(tmp_path / "vgg16_reducedfc.pth")
-    assert train.main(argv) == 2
+    assert exit_code(argv) == 2
     line = _one_error_line(capsys)
     assert "vgg16_reducedfc.pth not found" in line
     assert "weights/README.md" in line and "python -m weights.convert_vgg16" in line and "--basenet none" in line
@@ -112,12 +121,12 @@ def test_missing_basenet_says_how_to_obtain_it(tiny_voc, tmp_path, capsys) -> No
 def test_unreadable_resume_file_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
-    assert train.main(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--resume", str(broken))) == 2
+    assert exit_code(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--resume", str(broken))) == 2
     assert str(broken) in _one_error_line(capsys)
 
 
 def test_batch_larger_than_the_dataset_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
-    assert train.main(_batch(64, _argv(tiny_voc, tmp_path / "w", "--max_iter", "1"))) == 2
+    assert exit_code(_batch(64, _argv(tiny_voc, tmp_path / "w", "--max_iter", "1"))) == 2
     assert "fewer than one batch" in _one_error_line(capsys)
 
 
@@ -154,14 +163,14 @@ def test_coco_trains_an_81_class_model(tmp_path) -> None:
 def test_cuda_without_a_gpu_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
     argv = _argv(tiny_voc, tmp_path / "w", "--max_iter", "1")
     argv[argv.index("--cuda") + 1] = "true"
-    assert train.main(argv) == 2
-    assert "CUDA is not available" in _one_error_line(capsys)
+    assert exit_code(argv) == 2
+    assert "no CUDA device is available" in _one_error_line(capsys)
 
 
 def test_a_class_missing_from_the_classes_file_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
     classes = tmp_path / "classes.txt"
     classes.write_text("car\n")
-    assert train.main(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--classes", str(classes))) == 2
+    assert exit_code(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--classes", str(classes))) == 2
     line = _one_error_line(capsys)
     assert str(classes) in line and "does not list" in line and ".xml has objects of class" in line
 
@@ -269,7 +278,7 @@ def test_resume_rejects_a_flag_that_contradicts_the_model(tiny_voc, tmp_path, ca
     folder = tmp_path / "w"
     assert train.main(_argv(tiny_voc, folder, "--max_iter", "1")) == 0
     resume = ["--resume", str(folder / "ssd300_VOC_last.ckpt"), "--max_iter", "2", "--size", "512"]
-    assert train.main(_argv(tiny_voc, folder, *resume)) == 2
+    assert exit_code(_argv(tiny_voc, folder, *resume)) == 2
     assert "--size 512 contradicts" in _one_error_line(capsys)
 
 
@@ -284,7 +293,7 @@ def test_a_new_run_never_overwrites_another_run(tiny_voc, tmp_path, capsys) -> N
     folder = tmp_path / "w"
     assert train.main(_argv(tiny_voc, folder, "--max_iter", "1")) == 0
     before = (folder / "ssd300_VOC_last.ckpt").read_bytes()
-    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1")) == 2
+    assert exit_code(_argv(tiny_voc, folder, "--max_iter", "1")) == 2
     line = _one_error_line(capsys)
     assert "holds another run" in line and "--resume" in line and "--overwrite true" in line
     assert (folder / "ssd300_VOC_last.ckpt").read_bytes() == before
@@ -309,7 +318,7 @@ def test_a_checkpoint_for_other_classes_names_the_keys(tiny_voc, tmp_path, capsy
 
     other = tmp_path / "other.pth"
     torch.save(build_ssd("train", 300, num_classes=5).state_dict(), other)
-    assert train.main(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--resume", str(other))) == 2
+    assert exit_code(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--resume", str(other))) == 2
     line = _one_error_line(capsys)
     assert str(other) in line and "conf.0.weight" in line
 
@@ -420,7 +429,7 @@ def test_non_finite_losses_in_a_row_stop_training(tiny_voc, tmp_path, monkeypatc
     monkeypatch.setattr(train, "MultiBoxLoss", _loss_with_nan_at(set(range(1, 100))))
     monkeypatch.setattr(train, "MAX_NONFINITE_STEPS", 2)
     with pytest.warns(RuntimeWarning, match="non-finite loss"):
-        assert train.main(_argv(tiny_voc, tmp_path / "w", "--max_iter", "20")) == 2
+        assert exit_code(_argv(tiny_voc, tmp_path / "w", "--max_iter", "20")) == 2
     assert "not finite for 2 iterations in a row" in _one_error_line(capsys)
 
 
@@ -430,6 +439,6 @@ def test_every_sample_bad_is_one_clear_line(tmp_path, capsys) -> None:
     root = make_voc_dataset(str(tmp_path / "voc"), num_train=2, num_test=0, seed=0)
     for picture in (tmp_path / "voc" / "VOC2007" / "JPEGImages").iterdir():
         picture.write_bytes(b"not a picture")
-    assert train.main(_argv(root, tmp_path / "w", "--max_iter", "1", "--image_sets", "2007:trainval")) == 2
+    assert exit_code(_argv(root, tmp_path / "w", "--max_iter", "1", "--image_sets", "2007:trainval")) == 2
     line = _one_error_line(capsys)
     assert "all 2 samples are bad" in line and "cannot decode" in line

@@ -29,14 +29,15 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from data.config import get_config
+from data.config import ARCHITECTURES, DEFAULT_ARCHITECTURE, get_architecture, get_config
 from data.priors import prior_config_dict, prior_config_from_dict
+from data.transforms import Preprocessing
 from utils.cli import resolve_class_names
 
 if TYPE_CHECKING:
-    from ssd import SSD
+    from ssd import DetectionNet, Detector
 
 # number of loc/conf heads (sources) → input size
 _SIZE_BY_SOURCES: dict[int, int] = {6: 300, 7: 512}
@@ -46,7 +47,7 @@ _MAX_LISTED = 16  # SSD512 with another num_classes mismatches 14 conf tensors: 
 _MAX_NAMES_SHOWN = 20  # the class list printed with the model description
 
 FACTS_FORMAT = "ssd-model"
-FACTS_VERSION = 1
+FACTS_VERSION = 2  # 2 added architecture and preprocessing; a version-1 record is a VGG16 with the classic mean
 FACTS_KEY = "model_facts"  # where a full training checkpoint keeps them
 PRIOR_KEYS: tuple[str, ...] = (
     "name", "min_dim", "feature_maps", "steps", "min_sizes", "max_sizes", "aspect_ratios", "variance", "clip",
@@ -98,10 +99,28 @@ def _class_names(names: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _check_size(size: Any) -> int:
-    if size not in _SIZE_BY_SOURCES_INV or isinstance(size, bool):
-        raise _FieldError("size", "300 or 512", size)
+def _check_architecture(architecture: Any) -> str:
+    if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
+        raise _FieldError("architecture", f"one of {', '.join(ARCHITECTURES)}", architecture)
+    return architecture
+
+
+def _check_size(size: Any, architecture: str = DEFAULT_ARCHITECTURE) -> int:
+    sizes = get_architecture(architecture)["sizes"]
+    if isinstance(size, bool) or size not in sizes:
+        raise _FieldError("size", f"{' or '.join(map(str, sizes))} for {architecture}", size)
     return int(size)
+
+
+def _preprocessing(record: Any, architecture: str) -> Preprocessing:
+    if record is None:
+        return Preprocessing.of_architecture(get_architecture(architecture))
+    if isinstance(record, Preprocessing):
+        return record
+    try:
+        return Preprocessing.from_dict(record)
+    except ValueError as err:
+        raise _FieldError("preprocessing", "{mean: [b, g, r], std: [b, g, r]}", f"{record!r} ({err})") from None
 
 
 @dataclass(frozen=True)
@@ -109,12 +128,15 @@ class ModelFacts:
     """What a trained SSD needs to run as it was trained.
 
     Args:
-        size: input side, 300 or 512.
-        batch_norm: BatchNorm after every backbone and extra conv.
-        class_names: the object classes in label order (background, class 0, is implicit).
+        size: input side (300 or 512 for vgg16, 320 for mobilenet_v3_large).
+        batch_norm: BatchNorm after every backbone and extra conv (always true for mobilenet_v3_large).
+        class_names: the object classes in label order (background, class 0, is implicit), as written (matched
+            ignoring case).
         prior_config: the prior-box config (``PRIOR_KEYS`` of a ``data.config`` dict); heads have
             ``2 + 2·len(ratios)`` boxes per location.
         dataset: "VOC" or "COCO" (the layout it was trained on), or None when unknown.
+        architecture: a ``data.config.ARCHITECTURES`` name (default vgg16, the classic model).
+        preprocessing: how a BGR picture becomes the network's input (default: the architecture's).
     Raises:
         CheckpointError: a field of the wrong type or value.
     """
@@ -124,10 +146,14 @@ class ModelFacts:
     class_names: tuple[str, ...]
     prior_config: Mapping[str, Any] = field(repr=False)
     dataset: str | None = None
+    architecture: str = DEFAULT_ARCHITECTURE
+    preprocessing: Preprocessing = None  # type: ignore[assignment]  # None: the architecture's
 
     def __post_init__(self) -> None:
         try:
-            _check_size(self.size)
+            _check_architecture(self.architecture)
+            _check_size(self.size, self.architecture)
+            object.__setattr__(self, "preprocessing", _preprocessing(self.preprocessing, self.architecture))
             if not isinstance(self.batch_norm, bool):
                 raise _FieldError("batch_norm", "true or false", self.batch_norm)
             if self.dataset is not None and not isinstance(self.dataset, str):
@@ -140,6 +166,9 @@ class ModelFacts:
         except ValueError as err:  # data.priors names the field
             raise CheckpointError(str(err)) from None
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> ModelFacts:
+        return self  # immutable (its prior config is a read-only mapping, which deepcopy cannot copy)
+
     @property
     def num_classes(self) -> int:
         """Classes the model scores, background included."""
@@ -150,6 +179,8 @@ class ModelFacts:
         return {
             "format": FACTS_FORMAT,
             "version": FACTS_VERSION,
+            "architecture": self.architecture,
+            "preprocessing": self.preprocessing.to_dict(),
             "size": self.size,
             "num_classes": self.num_classes,
             "batch_norm": self.batch_norm,
@@ -176,7 +207,9 @@ class ModelFacts:
             if "num_classes" in d and d["num_classes"] != len(names) + 1:
                 expected = f"{len(names) + 1} (the class names plus background)"
                 raise _FieldError("num_classes", expected, d["num_classes"])
-            size = _check_size(d["size"])
+            architecture = _check_architecture(d.get("architecture", DEFAULT_ARCHITECTURE))
+            preprocessing = _preprocessing(d.get("preprocessing"), architecture)
+            size = _check_size(d["size"], architecture)
             if not isinstance(d["batch_norm"], bool):
                 raise _FieldError("batch_norm", "true or false", d["batch_norm"])
             dataset = d.get("dataset")
@@ -188,12 +221,21 @@ class ModelFacts:
             prior = _prior_config(d["prior_config"], size, dataset, source)
         except ValueError as err:
             raise CheckpointError(str(err)) from None
-        return cls(size, d["batch_norm"], names, prior, dataset)
+        return cls(size, d["batch_norm"], names, prior, dataset, architecture, preprocessing)
 
     @classmethod
-    def from_model(cls, net: SSD, class_names: Sequence[str], dataset: str | None = None) -> ModelFacts:
-        """The facts of a built SSD (its size, BatchNorm and prior config) with its class names."""
-        return cls(int(net.size), bool(net.batch_norm), tuple(class_names), net.cfg, dataset)
+    def from_model(cls, net: DetectionNet, class_names: Sequence[str], dataset: str | None = None) -> ModelFacts:
+        """The facts of a built network (architecture, size, BatchNorm, prior config, preprocessing) with its
+        class names."""
+        return cls(
+            int(net.size), bool(net.batch_norm), tuple(class_names), net.cfg, dataset, net.architecture,
+            net.preprocessing,
+        )  # fmt: skip
+
+    @property
+    def postprocess(self) -> Mapping[str, Any]:
+        """The architecture's post-processing defaults (``layers.Detect`` keywords)."""
+        return get_architecture(self.architecture)["postprocess"]
 
 
 def sidecar_path(weights_path: str | os.PathLike[str]) -> str:
@@ -268,11 +310,17 @@ def describe_facts(facts: ModelFacts, names_from: str) -> str:
     shown = ", ".join(names[:_MAX_NAMES_SHOWN])
     if len(names) > _MAX_NAMES_SHOWN:
         shown += f", … (+{len(names) - _MAX_NAMES_SHOWN} more)"
-    bn = " BatchNorm" if facts.batch_norm else ""
     return (
-        f"model: SSD{facts.size}{bn} {facts.prior_config['name']} priors, {len(names)} classes "
+        f"model: {model_name(facts)} {facts.prior_config['name']} priors, {len(names)} classes "
         f"from {names_from} ({shown})"
     )
+
+
+def model_name(facts: ModelFacts) -> str:
+    """``SSD300``, ``SSD512 BatchNorm``, ``SSDLite320-MobileNetV3``: the model as people call it."""
+    if facts.architecture == "mobilenet_v3_large":
+        return f"SSDLite{facts.size}-MobileNetV3"
+    return f"SSD{facts.size}{' BatchNorm' if facts.batch_norm else ''}"
 
 
 # ------------------------------------------------------------------------------------------ weights files
@@ -408,8 +456,10 @@ def _check_flags(
         if differs:
             what = f"dataset {recorded}" if recorded else f"{facts.prior_config['name']} priors"
             raise CheckpointError(f"--dataset {dataset} contradicts {where}, which records {what}; drop --dataset")
-    if classes is not None and tuple(classes) != facts.class_names:
-        diff = next((i for i, pair in enumerate(zip(classes, facts.class_names)) if pair[0] != pair[1]), None)
+    if classes is not None and [n.lower() for n in classes] != [n.lower() for n in facts.class_names]:
+        diff = next(
+            (i for i, pair in enumerate(zip(classes, facts.class_names)) if pair[0].lower() != pair[1].lower()), None
+        )
         detail = (
             f"name {diff + 1} is {classes[diff]!r}, recorded {facts.class_names[diff]!r}"
             if diff is not None
@@ -476,92 +526,66 @@ def _bare_facts(
 # ------------------------------------------------------------------------------------------ building the model
 
 
-def model_from_facts(
-    facts: ModelFacts, sd: Mapping[str, Tensor], phase: str = "test", source: str = "state_dict", **detect_kwargs: Any
-) -> SSD:
-    """Build the SSD ``facts`` describe and load ``sd`` into it strictly.
+def build_from_facts(facts: ModelFacts, phase: str = "test", **detect_kwargs: Any) -> DetectionNet:
+    """The untrained network ``facts`` describe (architecture, size, classes, priors, BatchNorm, preprocessing).
 
-    ``detect_kwargs`` go to ``Detect`` (``top_k``, ``conf_thresh``, ``nms_thresh``, ``keep_top_k``). The model is
-    returned on the CPU, in eval mode for phase "test". A state_dict that does not fit is a CheckpointError
-    naming ``source`` and the keys.
+    ``detect_kwargs`` go to ``layers.Detect``; unset ones take the architecture's defaults.
     """
-    what = f"SSD{facts.size} with {facts.num_classes} classes and {facts.prior_config['name']} priors"
-    model = (facts.size, facts.num_classes, dict(facts.prior_config), facts.batch_norm)
-    return _build_and_load(sd, phase, *model, f"checkpoint {source} does not fit {what}", **detect_kwargs)
+    from ssd import build_ssd  # ssd imports torch models: kept out of this module's import
 
-
-def _build_and_load(
-    sd: Mapping[str, Tensor],
-    phase: str,
-    size: int,
-    num_classes: int,
-    cfg: Mapping[str, Any],
-    batch_norm: bool,
-    misfit: str,
-    **detect_kwargs: Any,
-) -> SSD:
-    """``build_ssd`` with these arguments, ``sd`` loaded strictly (else CheckpointError ``misfit: <keys>``), in
-    eval mode for phase "test"."""
-    from ssd import build_ssd  # scripts → ssd; imported here so this module stays light
-
-    net = build_ssd(phase, size=size, num_classes=num_classes, cfg=cfg, batch_norm=batch_norm, **detect_kwargs)
-    report = fit_report(net.state_dict(), sd)
-    if report:
-        raise CheckpointError(f"{misfit}: {report}")
-    net.load_state_dict(sd, strict=True)
-    if phase == "test":
-        net.eval()
+    net = build_ssd(
+        phase, facts.size, facts.num_classes, cfg=dict(facts.prior_config), batch_norm=facts.batch_norm,
+        architecture=facts.architecture, **detect_kwargs,
+    )  # fmt: skip
+    net.preprocessing = facts.preprocessing
     return net
-
-
-def model_from_state_dict(
-    sd: Mapping[str, Tensor],
-    phase: str = "test",
-    size: int | None = None,
-    num_classes: int | None = None,
-    source: str = "state_dict",
-    dataset: str | None = None,
-    **detect_kwargs: Any,
-) -> SSD:
-    """Build the SSD that fits a bare ``sd`` and load it strictly; see :func:`load_model`.
-
-    The prior config is ``dataset``'s (default VOC) at the size; ``source`` names the file in errors.
-    """
-    found_size, found_classes, batch_norm = describe_state_dict(sd)
-    size = found_size if size is None else int(size)
-    num_classes = found_classes if num_classes is None else int(num_classes)
-    cfg = get_config(_dataset_key(dataset) or "VOC", size)
-    misfit = (
-        f"checkpoint {source} (SSD{found_size}, {found_classes} classes) does not fit SSD{size} with "
-        f"{num_classes} classes"
-    )
-    return _build_and_load(sd, phase, size, num_classes, cfg, batch_norm, misfit, **detect_kwargs)
 
 
 def load_model(
     path: str | os.PathLike[str],
-    phase: str = "test",
+    dataset: str | None = None,
     size: int | None = None,
+    classes: str | os.PathLike[str] | Sequence[str] | None = None,
+    device: torch.device | str | None = None,
     num_classes: int | None = None,
     **detect_kwargs: Any,
-) -> SSD:
-    """Build the SSD that fits the weights file ``path`` and load it strictly.
+) -> Detector:
+    """The front door: any weights file the project reads → the model it was trained as, ready to detect.
 
-    With recorded facts (sidecar ``<stem>.json`` or a checkpoint's ``model_facts``) the model is built from
-    them; ``size``/``num_classes`` that contradict them are a CheckpointError. A bare file is built with the
-    VOC prior config of its size; ``size`` and ``num_classes`` default to what the file holds (see
-    :func:`describe_state_dict`) and, when given and different, the strict load fails naming keys and shapes.
-    BatchNorm is recognised from the keys. ``detect_kwargs`` go to ``Detect`` (``top_k``, ``conf_thresh``,
-    ``nms_thresh``, ``keep_top_k``). The model is returned on the CPU, in eval mode for phase "test".
+    The facts come from the weights (sidecar ``<stem>.json`` or a checkpoint's ``model_facts``) or, for a bare
+    classic ``.pth``, from ``dataset`` / ``size`` / ``classes`` (see :func:`resolve_facts`; a flag that contradicts
+    recorded facts, or a ``num_classes`` other than the weights', is a CheckpointError). The state_dict is loaded
+    strictly (a misfit names the keys).
+
+    Args:
+        detect_kwargs: ``layers.Detect`` settings (``top_k``, ``conf_thresh``, ``nms_thresh``, ``keep_top_k``);
+            None or unset: the architecture's defaults.
+        device: where the model runs (default CPU); on CUDA channels_last, cuDNN autotuning on.
+    Returns:
+        an ``ssd.Detector`` in eval mode: ``model(x)`` gives detections ``[B, C, top_k, 5]``; ``model.facts`` the
+        facts, ``model.description`` the line the scripts print, ``model.net`` the network (classic state_dict).
     """
+    from ssd import Detector
+
     source = os.fspath(path)
     sd, meta = read_checkpoint(source)
-    facts = read_sidecar(source) or facts_from_meta(meta, source)
-    if facts is None:
-        return model_from_state_dict(sd, phase, size, num_classes, source=source, **detect_kwargs)
-    _check_flags(facts, sidecar_path(source), None, size, None)
+    facts, description = resolve_facts(source, sd, meta, dataset=dataset, size=size, classes=classes)
     if num_classes is not None and int(num_classes) != facts.num_classes:
-        raise CheckpointError(
-            f"num_classes {num_classes} contradicts the {facts.num_classes} classes recorded for {source}"
-        )
-    return model_from_facts(facts, sd, phase, source=source, **detect_kwargs)
+        raise CheckpointError(f"{num_classes} classes asked for, but {source} scores {facts.num_classes}")
+    net = build_from_facts(facts, "test", **{k: v for k, v in detect_kwargs.items() if v is not None})
+    report = fit_report(net.state_dict(), sd)
+    if report:
+        what = f"{model_name(facts)} with {facts.num_classes} classes and {facts.prior_config['name']} priors"
+        raise CheckpointError(f"checkpoint {source} does not fit {what}: {report}")
+    net.load_state_dict(sd, strict=True)
+    model = Detector(net, facts=facts, description=description).eval()
+    return place_model(model, torch.device(device) if device is not None else torch.device("cpu"))
+
+
+def place_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` on ``device``; on CUDA channels_last, with cuDNN picking its fastest kernels for the fixed size."""
+    model = model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        model = model.to(memory_format=torch.channels_last)
+    return model

@@ -9,8 +9,8 @@ classic ``.pth`` takes the prior config of ``--dataset`` (default VOC). The fact
 file too (``ssd300.json``: size, class names, prior config), so a deployment knows what the outputs mean.
 The caller's model is left as it was: a copy is exported, on the CPU.
 
-The graph takes ``input [B, 3, size, size]`` (float32; RGB images minus MEANS, exactly what ``data.preprocess``
-makes; B is a dynamic axis) and returns
+The graph takes ``input [B, 3, size, size]`` (float32; the pictures as the model's preprocessing makes them — for
+VGG16 RGB minus MEANS, exactly what ``data.preprocess`` makes; B is a dynamic axis) and returns
 
 - ``boxes [B, P, 4]``: decoded boxes (x1, y1, x2, y2) relative to the image (the priors are baked in),
 - ``scores [B, P, C]``: softmax class probabilities, class 0 = background.
@@ -32,64 +32,46 @@ from types import MappingProxyType
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from layers.box_utils import decode
-from utils.checkpoint import (
-    CheckpointError,
-    ModelFacts,
-    describe_state_dict,
-    model_from_facts,
-    read_checkpoint,
-    resolve_facts,
-    write_sidecar,
-)
-from utils.cli import fail
+from utils.checkpoint import load_model, write_sidecar
+from utils.cli import add_bool, run_main
 
+PROG = "export"
 OPSET = 17
 FORMATS = ("onnx",)
 
 
-class DecodedSSD(nn.Module):
-    """An SSD's raw network followed by box decoding and softmax: what the exported graph computes.
+def decoded(net: nn.Module) -> nn.Module:
+    """``net`` (a Detector or a network) with decoding and softmax as its head: what the exported graph computes.
 
-    Args:
-        net: an ``ssd.SSD`` (either phase; only ``predict``, ``priors`` and ``cfg`` are used).
+    Returns:
+        an ``ssd.Detector`` without NMS: ``x (Tensor[B, 3, size, size])`` → boxes (Tensor[B, P, 4]) relative
+        (x1, y1, x2, y2), scores (Tensor[B, P, C]) softmax probabilities.
     """
+    from ssd import Detector
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-        self.variance = tuple(float(v) for v in net.cfg["variance"])
-        self.register_buffer("priors", net.priors.detach().clone(), persistent=False)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """
-        Args:
-            x (Tensor[B, 3, size, size]): RGB images minus MEANS.
-        Returns:
-            boxes (Tensor[B, P, 4]) relative (x1, y1, x2, y2); scores (Tensor[B, P, C]) softmax probabilities.
-        """
-        loc, conf = self.net.predict(x)
-        return decode(loc, self.priors, self.variance), F.softmax(conf.float(), dim=-1)
+    inner = net.net if isinstance(net, Detector) else net
+    return Detector(inner, detect=None, facts=getattr(net, "facts", None))
 
 
 def _cpu_copy(net: nn.Module) -> nn.Module:
     """A CPU copy of ``net`` in eval mode; ``net`` itself keeps its device, mode and parameters."""
-    shared = {id(net.cfg): net.cfg} if isinstance(getattr(net, "cfg", None), MappingProxyType) else {}
+    cfg = getattr(net, "cfg", None)
+    shared = {id(cfg): cfg} if isinstance(cfg, MappingProxyType) else {}
     return copy.deepcopy(net, memo=shared).cpu().eval()  # a read-only config is shared: it cannot be copied
 
 
 def export_onnx(net: nn.Module, out: str | os.PathLike[str], opset: int = OPSET) -> str:
-    """Write ``net`` (an ``ssd.SSD``) with decoding and softmax as ONNX to ``out``, batch axis dynamic.
+    """Write ``net`` (an ``ssd.Detector`` or a network) with decoding and softmax as ONNX to ``out``, batch axis
+    dynamic.
 
     ``net`` is not changed: a CPU copy in eval mode is exported.
 
     Returns:
         the path written.
     """
-    model = DecodedSSD(_cpu_copy(net)).eval()
+    model = decoded(_cpu_copy(net)).eval()
     example = torch.zeros(2, 3, net.size, net.size)
     out = os.fspath(out)
     with torch.no_grad(), warnings.catch_warnings():
@@ -195,24 +177,16 @@ def detections_from_outputs(
 # --------------------------------------------------------------------------------------------- command line
 
 
-def _load_network(args: argparse.Namespace) -> tuple[nn.Module, ModelFacts | None]:
-    """The SSD to export and its facts: weights from a file (built from its recorded facts, see
-    ``utils.checkpoint.resolve_facts``), or random for ``none`` (no facts)."""
+def _model_to_export(args: argparse.Namespace) -> nn.Module:
+    """The model to export: a weights file through the front door (``utils.checkpoint.load_model``), or random
+    weights for ``none``."""
     if args.trained_model.lower() == "none":
-        from ssd import build_ssd
+        from ssd import Detector, build_ssd
 
-        return build_ssd("test", size=args.size or 300, num_classes=args.num_classes or 21).eval(), None
-    sd, meta = read_checkpoint(args.trained_model)
-    found_classes = describe_state_dict(sd)[1]
-    if args.num_classes is not None and args.num_classes != found_classes:
-        raise CheckpointError(
-            f"--num_classes {args.num_classes} contradicts {args.trained_model}, which scores {found_classes} classes"
-        )
-    facts, description = resolve_facts(
-        args.trained_model, sd, meta, dataset=args.dataset, size=args.size, classes=args.classes
-    )
-    print(description)
-    return model_from_facts(facts, sd, "test", source=args.trained_model), facts
+        return Detector(build_ssd("test", size=args.size or 300, num_classes=args.num_classes or 21)).eval()
+    model = load_model(args.trained_model, args.dataset, args.size, args.classes, num_classes=args.num_classes)
+    print(model.description)
+    return model
 
 
 def check_against_torch(net: nn.Module, path: str, batch: int = 2, seed: int = 0) -> tuple[float, float]:
@@ -221,16 +195,18 @@ def check_against_torch(net: nn.Module, path: str, batch: int = 2, seed: int = 0
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 3, net.size, net.size, generator=gen) * 255 - 128
     with torch.no_grad():
-        ref_boxes, ref_scores = DecodedSSD(_cpu_copy(net)).eval()(x)
+        ref_boxes, ref_scores = decoded(_cpu_copy(net)).eval()(x)
     boxes, scores = run_onnx(onnx_session(path), x.numpy())
     return float(np.abs(boxes - ref_boxes.numpy()).max()), float(np.abs(scores - ref_scores.numpy()).max())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Export SSD (network + box decoding + softmax) for deployment.")
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.export", description="Export SSD (network + box decoding + softmax) for deployment."
+    )
     parser.add_argument("--trained_model", required=True, help="weights file, or 'none' for random weights")
     parser.add_argument(
-        "--size", type=int, default=None, choices=(300, 512), help="default: the weights' (300 for none)"
+        "--size", type=int, default=None, choices=(300, 320, 512), help="default: the weights' (300 for none)"
     )
     parser.add_argument("--dataset", type=str.upper, default=None, choices=("VOC", "COCO"),
                         help="prior config for weights without a sidecar (default VOC)")  # fmt: skip
@@ -239,28 +215,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", default="onnx", choices=FORMATS)
     parser.add_argument("--out", required=True, help="output file, e.g. model.onnx")
     parser.add_argument("--opset", type=int, default=OPSET)
-    parser.add_argument(
-        "--check",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="compare onnxruntime with PyTorch on a random batch of 2 and print the difference",
-    )
+    add_bool(parser, "--check", default=True, help="compare onnxruntime with PyTorch on a random batch of 2")
     args = parser.parse_args(argv)
     if args.opset < OPSET:
         parser.error(f"--opset must be at least {OPSET}, got {args.opset}")
 
-    try:
-        net, facts = _load_network(args)
-    except (CheckpointError, ValueError, OSError) as exc:
-        fail("export", str(exc))
+    return run_main(PROG, lambda: export(args))
+
+
+def export(args: argparse.Namespace) -> int:
+    net = _model_to_export(args)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     export_onnx(net, args.out, args.opset)
     print(
         f"wrote {args.out}: input [B,3,{net.size},{net.size}] -> boxes [B,{net.priors.shape[0]},4], "
         f"scores [B,{net.priors.shape[0]},{net.num_classes}]"
     )
-    if facts is not None:
-        print(f"wrote {write_sidecar(args.out, facts)}: the model facts (size, class names, prior config)")
+    if net.facts is not None:
+        print(f"wrote {write_sidecar(args.out, net.facts)}: the model facts (size, class names, prior config)")
     if args.check:
         box_diff, score_diff = check_against_torch(net, args.out)
         print(f"onnxruntime vs PyTorch, max abs diff: boxes {box_diff:.2e}, scores {score_diff:.2e}")

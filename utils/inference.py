@@ -1,10 +1,10 @@
-"""Run a test-phase SSD on BGR images and turn its output into pixel boxes; draw them.
+"""Run a detector on BGR images and turn its output into pixel boxes; draw them.
 
-    from utils.inference import detect_images, load_detector
-    net, facts, _ = load_detector("weights/ssd300_VOC_120000.pth")   # size, priors and classes from the weights
-    dets = detect_images(net, [cv2.imread("dog.jpg")], conf_thresh=0.5)
+    from utils.inference import detect_images, load_detector     # load_detector is utils.checkpoint.load_model
+    model = load_detector("weights/ssd300_VOC_120000.pth")        # architecture, priors, classes from the weights
+    dets = detect_images(model, [cv2.imread("dog.jpg")], conf_thresh=0.5)
     for class_index, score, (x1, y1, x2, y2) in dets[0]:
-        print(facts.class_names[class_index], score, x1, y1, x2, y2)
+        print(model.facts.class_names[class_index], score, x1, y1, x2, y2)
 
 Class indices index the class *names* (VOC_CLASSES, a ``--classes`` file…): the model's class ``c`` (0 is
 background) is reported as ``c - 1``. Boxes are ``(x1, y1, x2, y2)`` in 0-based pixels — the relative box times the
@@ -14,23 +14,21 @@ image width/height, as the classic test script computed them — clipped to the 
 from __future__ import annotations
 
 import colorsys
-import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from data.config import MEANS
-from data.transforms import preprocess
-from utils.checkpoint import ModelFacts, model_from_facts, read_checkpoint, resolve_facts
-
-if TYPE_CHECKING:
-    from ssd import SSD
+from data.transforms import CLASSIC_PREPROCESSING, Preprocessing
+from utils.checkpoint import load_model
 
 Detection = tuple[int, float, list[float]]  # (class index into the names, score, [x1, y1, x2, y2] pixels)
+
+
+load_detector = load_model  # the one front door, under the name this module has always offered
 
 
 class DetectionArrays(NamedTuple):
@@ -42,7 +40,7 @@ class DetectionArrays(NamedTuple):
 
 
 def model_input_size(net: nn.Module) -> int:
-    """The square input side (300 or 512) the SSD was built for."""
+    """The square input side (300, 512, 320) the network was built for."""
     size = getattr(net, "size", None)
     if size is None:
         cfg = getattr(net, "cfg", None)
@@ -52,56 +50,18 @@ def model_input_size(net: nn.Module) -> int:
     return int(size)
 
 
-def choose_device(cuda: bool | None) -> torch.device:
-    """``--cuda`` → device: None means CUDA when available; True without CUDA is a ValueError."""
-    if cuda is None:
-        cuda = torch.cuda.is_available()
-    if cuda and not torch.cuda.is_available():
-        raise ValueError("--cuda true but no CUDA device is available (use --cuda false)")
-    return torch.device("cuda" if cuda else "cpu")
-
-
-def load_detector(
-    path: str | os.PathLike[str],
-    dataset: str | None = None,
-    size: int | None = None,
-    classes: str | os.PathLike[str] | Sequence[str] | None = None,
-    cuda: bool | None = None,
-    **detect_kwargs: Any,
-) -> tuple[SSD, ModelFacts, str]:
-    """A weights file → the test-phase SSD it was trained as, on the chosen device, ready for :func:`detect_images`.
-
-    The model facts come from the weights (sidecar or checkpoint) or, for a bare ``.pth``, from ``dataset`` /
-    ``size`` / ``classes`` (see :func:`utils.checkpoint.resolve_facts`; flags that contradict recorded facts are
-    a ``CheckpointError``). ``detect_kwargs`` go to ``Detect`` (``top_k``, ``conf_thresh``, …).
-
-    Returns:
-        the model, its facts (``facts.class_names`` names the class indices :func:`detect_images` reports), and
-        the one-line description the scripts print.
-    """
-    device = choose_device(cuda)
-    sd, meta = read_checkpoint(path)
-    facts, description = resolve_facts(path, sd, meta, dataset=dataset, size=size, classes=classes)
-    net = model_from_facts(facts, sd, "test", source=os.fspath(path), **detect_kwargs)
-    return prepare_for_device(net, device), facts, description
-
-
-def prepare_for_device(net: SSD, device: torch.device) -> SSD:
-    """``net`` on ``device``; on CUDA channels_last, with cuDNN picking its fastest kernels for the fixed size."""
-    net = net.to(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        net = net.to(memory_format=torch.channels_last)
-    return net
+def model_preprocessing(net: nn.Module) -> Preprocessing:
+    """How pictures become the model's input: its own record (from its facts), else the classic VGG16 one."""
+    return getattr(net, "preprocessing", None) or CLASSIC_PREPROCESSING
 
 
 def model_device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
 
 
-def preprocess_batch(images_bgr: Sequence[np.ndarray], size: int, mean: Sequence[float] = MEANS) -> Tensor:
-    """BGR uint8 images ``[H_i, W_i, 3]`` → network input ``Tensor[B, 3, size, size]`` (RGB minus mean)."""
-    return torch.stack([preprocess(img, size, mean=mean) for img in images_bgr])
+def preprocess_batch(images_bgr: Sequence[np.ndarray], size: int, preprocessing: Preprocessing) -> Tensor:
+    """BGR uint8 images ``[H_i, W_i, 3]`` → network input ``Tensor[B, 3, size, size]``."""
+    return torch.stack([preprocessing(img, size) for img in images_bgr])
 
 
 def detections_to_arrays(
@@ -143,7 +103,8 @@ def detections_to_arrays(
 def detect_batch(
     net: nn.Module, x: Tensor, image_sizes: Sequence[tuple[int, int]], conf_thresh: float = 0.01, inclusive: bool = True
 ) -> list[DetectionArrays]:
-    """Forward ``x (Tensor[B, 3, S, S])`` through the test-phase ``net`` on its device → per-image arrays."""
+    """Forward ``x (Tensor[B, 3, S, S])`` through ``net`` (a Detector, or a test-phase network) on its device →
+    per-image arrays."""
     device = model_device(net)
     x = x.to(device, non_blocking=True)
     if device.type == "cuda":
@@ -157,21 +118,21 @@ def detect_images(
     images_bgr: Sequence[np.ndarray],
     conf_thresh: float = 0.01,
     batch_size: int = 8,
-    mean: Sequence[float] = MEANS,
 ) -> list[list[Detection]]:
     """Detect objects in BGR uint8 images ``[H, W, 3]`` (as ``cv2.imread`` gives them).
 
-    The images go through ``preprocess`` (resize, minus mean, RGB — what the published weights expect) in
-    batches of ``batch_size`` on the device of ``net``, which must be in the "test" phase.
+    The images go through the model's preprocessing (its facts'; for a classic network resize, minus mean, RGB —
+    what the published weights expect) in batches of ``batch_size`` on the device of ``net``: a ``Detector`` (what
+    ``load_detector`` returns) or a network in the "test" phase.
     Returns, per image, a list of ``(class_index, score, [x1, y1, x2, y2])`` sorted by score descending, where
     ``class_index`` indexes the class names (the model's class ``c`` is ``c - 1``: background is not a name) and
     the box is in 0-based pixels clipped to ``[0, w-1] × [0, h-1]``. Only ``score >= conf_thresh`` is kept.
     """
-    size = model_input_size(net)
+    size, preprocessing = model_input_size(net), model_preprocessing(net)
     results: list[list[Detection]] = []
     for start in range(0, len(images_bgr), batch_size):
         chunk = images_bgr[start : start + batch_size]
-        x = preprocess_batch(chunk, size, mean)
+        x = preprocess_batch(chunk, size, preprocessing)
         arrays = detect_batch(net, x, [img.shape[:2] for img in chunk], conf_thresh)
         results.extend([(int(c), float(s), [float(v) for v in box]) for c, s, box in zip(*a)] for a in arrays)
     return results

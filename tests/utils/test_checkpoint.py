@@ -17,12 +17,12 @@ from ssd import build_ssd
 from utils.checkpoint import (
     CheckpointError,
     ModelFacts,
+    build_from_facts,
     describe_state_dict,
     facts_from_meta,
     fit_report,
     load_model,
     load_state_dict_file,
-    model_from_facts,
     read_checkpoint,
     read_sidecar,
     resolve_facts,
@@ -106,29 +106,29 @@ def test_missing_corrupt_and_foreign_files(tmp_path: Path) -> None:
 
 
 def test_load_model_infers_size_and_classes(sd3: dict[str, torch.Tensor], sd3_file: Path) -> None:
-    net = load_model(sd3_file, top_k=50)
-    assert (net.size, net.num_classes, net.phase, net.training) == (300, 3, "test", False)
+    net = load_model(sd3_file, classes=["a", "b"], top_k=50)
+    assert (net.size, net.num_classes, net.training, net.facts.class_names) == (300, 3, False, ("a", "b"))
     assert all(torch.equal(net.state_dict()[k], sd3[k]) for k in sd3)
     with torch.no_grad():
         out = net(torch.zeros(1, 3, 300, 300))
     assert out.shape == (1, 3, 50, 5)
 
 
-def test_load_model_other_num_classes_names_keys(sd3_file: Path) -> None:
+def test_load_model_other_num_classes_is_one_line(sd3_file: Path) -> None:
     with pytest.raises(CheckpointError) as info:
-        load_model(sd3_file, num_classes=21)
+        load_model(sd3_file, classes=["a", "b"], num_classes=21)
     message = str(info.value)
     assert "\n" not in message
-    assert str(sd3_file) in message and "3 classes" in message and "21 classes" in message
-    assert "conf.0.weight checkpoint [12, 512, 3, 3] vs model [84, 512, 3, 3]" in message
-    assert "conf.5.bias" in message and "loc.0.weight" not in message
+    assert str(sd3_file) in message and "scores 3" in message and "21 classes" in message
+    with pytest.raises(ValueError, match="scores 2 classes .* but the VOC class list names 20"):
+        load_model(sd3_file, dataset="VOC")
 
 
 def test_load_model_bn_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "bn.pth"
     torch.save(build_ssd("train", 300, 4, batch_norm=True).state_dict(), path)
-    net = load_model(path, phase="train")
-    assert net.batch_norm and net.num_classes == 4 and net.phase == "train"
+    net = load_model(path, classes=["a", "b", "c"])
+    assert net.facts.batch_norm and net.net.batch_norm and net.num_classes == 4
 
 
 def test_fit_report_lists_missing_and_unexpected() -> None:
@@ -190,12 +190,17 @@ def test_sidecar_round_trip_is_atomic_json(tmp_path: Path) -> None:
     assert read_sidecar(weights) is None
     written = write_sidecar(weights, facts)
     record = json.loads(Path(written).read_text())
-    assert record["format"] == "ssd-model" and record["version"] == 1 and record["num_classes"] == 3
+    assert record["format"] == "ssd-model" and record["version"] == 2 and record["num_classes"] == 3
+    assert record["architecture"] == "vgg16" and record["preprocessing"]["mean"] == [104.0, 117.0, 123.0]
     assert record["class_names"] == ["cat", "dog"] and record["batch_norm"] is True and record["dataset"] == "VOC"
     assert record["prior_config"]["min_sizes"] == [35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8]
     assert record["prior_config"]["name"] == "VOC512" and record["prior_config"]["clip"] is True
     assert read_sidecar(weights) == facts
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ssd512_VOC_100.json"]  # no temporary file left
+    # a sidecar written before architecture and preprocessing were recorded: VGG16 with the classic mean
+    old = {k: v for k, v in record.items() if k not in ("architecture", "preprocessing")} | {"version": 1}
+    Path(written).write_text(json.dumps(old))
+    assert read_sidecar(weights) == facts and facts.preprocessing.std == (1.0, 1.0, 1.0)
     custom = ModelFacts(300, False, ("a",), CUSTOM_RATIOS)
     write_sidecar(weights, custom)
     assert read_sidecar(weights) == custom and read_sidecar(weights).prior_config["aspect_ratios"][0] == (2, 3)
@@ -204,8 +209,9 @@ def test_sidecar_round_trip_is_atomic_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"size": 416}, "'size': expected 300 or 512, got 416"),
-        ({"version": 2}, "'version'"),
+        ({"size": 416}, "'size': expected 300 or 512 for vgg16, got 416"),
+        ({"version": 3}, "'version'"),
+        ({"architecture": "resnet50"}, "'architecture': expected one of vgg16, mobilenet_v3_large"),
         ({"format": "yolo"}, "'format'"),
         ({"class_names": ["__Background__", "cat"]}, "background is implicit"),
         ({"num_classes": 21}, "'num_classes'"),
@@ -255,7 +261,8 @@ def test_bare_pth_priors_come_from_the_dataset_never_the_class_count(tmp_path: P
     facts, line = resolve_facts(path, sd, {}, dataset="VOC", classes=names)
     assert facts.prior_config["name"] == "VOC" and facts.class_names == tuple(names) and facts.dataset == "VOC"
     assert line.startswith("model: SSD300 VOC priors, 80 classes from the given class names (thing0, thing1")
-    net = model_from_facts(facts, sd, source=str(path))
+    net = build_from_facts(facts)
+    net.load_state_dict(sd)
     assert torch.equal(net.priors, PriorBox(voc).forward())
     assert not torch.equal(net.priors, PriorBox(coco).forward())  # what the class count alone would pick
     # no --dataset: VOC's priors too, with COCO's names for 81 outputs; --dataset COCO: COCO's
@@ -283,7 +290,7 @@ def test_custom_aspect_ratios_rebuild_from_the_sidecar_without_flags(tmp_path: P
     torch.save(trained.state_dict(), path)
     write_sidecar(path, ModelFacts.from_model(trained, ["circle", "square"], "VOC"))
     net = load_model(path)
-    assert net.loc[0].out_channels == 6 * 4 and net.priors.shape == (11640, 4)
+    assert net.net.loc[0].out_channels == 6 * 4 and net.priors.shape == (11640, 4)
     assert torch.equal(net.priors, PriorBox(CUSTOM_RATIOS).forward())
     assert all(torch.equal(net.state_dict()[k], v) for k, v in trained.state_dict().items())
     facts, line = resolve_facts(path, *read_checkpoint(path), dataset="VOC", size=300, classes=["circle", "square"])

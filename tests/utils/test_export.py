@@ -26,7 +26,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module,
     out = folder / "ssd300.onnx"
     assert (
         export.main(
-            ["--trained_model", str(weights), "--size", "300", "--format", "onnx", "--out", str(out), "--no-check"]
+            ["--trained_model", str(weights), "--size", "300", "--out", str(out), "--check", "false"]
         )
         == 0
     )
@@ -38,7 +38,7 @@ def test_onnxruntime_matches_pytorch_with_a_dynamic_batch(exported, batch: int) 
     net, path = exported
     x = torch.rand(batch, 3, 300, 300, generator=torch.Generator().manual_seed(batch)) * 255 - 120
     with torch.no_grad():
-        boxes, scores = export.DecodedSSD(net)(x)
+        boxes, scores = export.decoded(net)(x)
     ort_boxes, ort_scores = export.run_onnx(export.onnx_session(path), x.numpy())
     assert ort_boxes.shape == (batch, 8732, 4) and ort_scores.shape == (batch, 8732, 21)
     assert np.abs(ort_boxes - boxes.numpy()).max() <= 1e-4
@@ -52,7 +52,7 @@ def test_decoded_ssd_is_decode_of_predict_plus_softmax() -> None:
     x = torch.randn(1, 3, 300, 300)
     with torch.no_grad():
         loc, conf = net.predict(x)
-        boxes, scores = export.DecodedSSD(net)(x)
+        boxes, scores = export.decoded(net)(x)
     torch.testing.assert_close(boxes, decode(loc, net.priors))
     torch.testing.assert_close(scores, conf.softmax(-1))
 
@@ -144,7 +144,7 @@ def test_cli_builds_from_the_sidecar_and_writes_it_beside_the_export(monkeypatch
     facts = ModelFacts.from_model(trained, ["circle", "square"], "VOC")
     write_sidecar(weights, facts)
     out = tmp_path / "deploy" / "ssd300.onnx"
-    assert export.main(["--trained_model", str(weights), "--out", str(out), "--no-check"]) == 0
+    assert export.main(["--trained_model", str(weights), "--out", str(out), "--check", "false"]) == 0
     (model,) = exported
     assert torch.equal(model.priors, PriorBox(cfg).forward()) and model.priors.shape == (11640, 4)
     assert read_sidecar(out) == facts

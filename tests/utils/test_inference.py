@@ -112,11 +112,12 @@ def test_load_detector_runs_the_model_as_recorded(tmp_path) -> None:
     torch.save(trained.state_dict(), weights)
     write_sidecar(weights, ModelFacts.from_model(trained, ["circle", "square"], "VOC"))
 
-    net, facts, line = load_detector(weights, cuda=False, top_k=7, conf_thresh=0.2)
-    assert (net.size, net.phase, net.training, net.batch_norm) == (512, "test", False, True)
+    net = load_detector(weights, top_k=7, conf_thresh=0.2)
+    facts, line = net.facts, net.description
+    assert (net.size, net.training, net.net.batch_norm) == (512, False, True)
     assert (net.detect.top_k, net.detect.conf_thresh) == (7, 0.2)
-    assert torch.equal(net.priors, PriorBox(cfg).forward()) and net.loc[1].out_channels == 4 * 4
+    assert torch.equal(net.priors, PriorBox(cfg).forward()) and net.net.loc[1].out_channels == 4 * 4
     assert facts.class_names == ("circle", "square")
     assert line.startswith("model: SSD512 BatchNorm custom priors, 2 classes from ") and "(circle, square)" in line
     with pytest.raises(CheckpointError, match="--size 300 contradicts"):
-        load_detector(weights, size=300, cuda=False)
+        load_detector(weights, size=300)

@@ -11,13 +11,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from data.config import MEANS
-from data.transforms import preprocess
-from utils.cli import available_cpus
+from data.transforms import CLASSIC_PREPROCESSING, Preprocessing
+from utils.cli import autocast, available_cpus
 from utils.evaluation.voc import ImageDetections, ImageTruth
 from utils.inference import DetectionArrays, detect_batch
-
-AMP_DTYPES = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def default_workers(limit: int = 4) -> int:
@@ -44,16 +41,22 @@ class EvalPictures(Dataset):
         indices: which of its pictures, in order.
         size: the network's input side.
         with_truth: read the picture's ground truth (``pull_objects``, validated against the picture's size).
+        preprocessing: the model's (its facts').
     Item ``i`` → ``(input Tensor[3, size, size], (height, width), ImageTruth | None, None)``, or
     ``(None, None, None, message)`` when the picture or its annotation is broken, so that the main process can
     stop with the file named whatever worker read it.
     """
 
     def __init__(
-        self, dataset: Any, indices: Sequence[int], size: int, with_truth: bool, mean: Sequence[float] = MEANS
+        self,
+        dataset: Any,
+        indices: Sequence[int],
+        size: int,
+        with_truth: bool,
+        preprocessing: Preprocessing = CLASSIC_PREPROCESSING,
     ) -> None:
         self.dataset, self.indices, self.size = dataset, list(indices), size
-        self.with_truth, self.mean = with_truth, mean
+        self.with_truth, self.preprocessing = with_truth, preprocessing
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -66,7 +69,7 @@ class EvalPictures(Dataset):
             truth = ImageTruth(*self.dataset.pull_objects(index, (width, height))) if self.with_truth else None
         except (FileNotFoundError, ValueError) as err:
             return None, None, None, str(err)
-        return preprocess(img, self.size, mean=self.mean), (int(height), int(width)), truth, None
+        return self.preprocessing(img, self.size), (int(height), int(width)), truth, None
 
 
 def _collate(batch: list[tuple[Any, ...]]) -> tuple[list[Any], ...]:
@@ -95,7 +98,6 @@ def run_inference(
         generator=torch.Generator(),  # its own stream: the workers' base seed is not drawn from the global RNG
     )
     channels_last = device.type == "cuda"
-    dtype = AMP_DTYPES[amp]
     detections: list[DetectionArrays] = []
     truths: list[ImageTruth | None] = []
     start = time.perf_counter()
@@ -106,7 +108,7 @@ def run_inference(
         x = torch.stack(inputs)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with autocast(device, amp):
             detections += detect_batch(net, x, sizes, conf_thresh, inclusive)
         truths += batch_truths
     elapsed = time.perf_counter() - start

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from utils.cli import AMP_DTYPES, EXIT_SIGINT, EXIT_SIGTERM
 from utils.training.log import TrainLog
 from utils.training.runtime import Runtime, StopRequest
 from utils.training.schedule import WarmupMultiStepLR
@@ -30,8 +31,7 @@ try:
 except ImportError:  # a bare image without tqdm: the --log_every lines only
     tqdm = None
 
-AMP_DTYPES = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_CODES = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}
 
 
 class TrainError(Exception):

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from data import MEANS, get_config
-from ssd import build_ssd
-from utils.checkpoint import ModelFacts, facts_from_meta, fit_report, read_checkpoint, same_priors
+from data.splits import open_split
+from utils.checkpoint import ModelFacts, build_from_facts, facts_from_meta, fit_report, read_checkpoint, same_priors
 from utils.cli import read_class_names
 from utils.training.engine import Session, TrainError, say
 from utils.training.resume import solver_changed
@@ -37,35 +37,11 @@ def model_facts(args: argparse.Namespace, class_names: Sequence[str]) -> ModelFa
 
 
 def open_dataset(args: argparse.Namespace, transform: Any, image_sets: str, validation: bool = False) -> Any:
-    """The dataset of ``image_sets`` (VOC ``year:set`` pairs, or COCO splits) with ``transform``.
-
-    For training, bad samples are skipped and difficult objects left out; for ``validation`` it reads as eval.py
-    does: difficult objects kept, and a broken file is an error."""
-    if not os.path.isdir(args.dataset_root):
-        raise TrainError(
-            f"dataset root {args.dataset_root} not found: pass --dataset_root (or set SSD_DATA_ROOT), fetch the data "
-            "with data/scripts/*.sh, or generate a demo set with `python -m data.synthetic --out DIR`"
-        )
-    from data import COCODetection, VOCAnnotationTransform, VOCDetection
-
-    try:
-        if args.dataset == "COCO":
-            splits = [s.strip() for s in image_sets.split(",") if s.strip()]
-            parts = [COCODetection(args.dataset_root, s, transform, skip_bad=not validation) for s in splits]
-            return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
-        pairs = [tuple(item.strip().partition(":")[::2]) for item in image_sets.split(",") if item.strip()]
-        if not all(year and name for year, name in pairs):
-            raise ValueError(f"image sets are year:set pairs like 2007:trainval, got {image_sets!r}")
-        names = read_class_names(args.classes) if args.classes else None
-        target = VOCAnnotationTransform(class_to_ind=names, keep_difficult=validation)
-        return VOCDetection(args.dataset_root, pairs, transform, target, skip_bad=not validation)
-    except (OSError, ValueError, RuntimeError, KeyError, ImportError) as err:
-        raise TrainError(f"cannot open the {args.dataset} dataset at {args.dataset_root}: {err}") from err
-
-
-def dataset_class_names(dataset: Any) -> list[str]:
-    first = dataset.datasets[0] if isinstance(dataset, torch.utils.data.ConcatDataset) else dataset
-    return list(first.class_names)
+    """The run's split ``image_sets`` (``data.splits.open_split``) with ``transform``, its classes from
+    ``--classes`` (VOC layout) or the data. For training, bad samples are skipped and difficult objects left out;
+    for ``validation`` it reads as eval.py does: difficult objects kept, and a broken file is an error."""
+    names = read_class_names(args.classes) if args.classes else None
+    return open_split(args.dataset, args.dataset_root, image_sets, transform, names, validation)
 
 
 def check_annotation_classes(base: Any, classes_file: str) -> None:
@@ -132,7 +108,7 @@ def build_session(
 ) -> Session:
     """Model, optimizer and schedule, from scratch, a basenet, a state_dict or a full checkpoint."""
     torch.manual_seed(args.seed)
-    net = build_ssd("train", args.size, facts.num_classes, cfg=facts.prior_config, batch_norm=args.batch_norm)
+    net = build_from_facts(facts, "train")
     load_weights(net, args, state)
     net.to(rt.device)
     if rt.device.type == "cuda":

@@ -14,11 +14,11 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from layers import Detect
+from ssd import Detector
 from utils.evaluation.coco import coco_results, evaluate_coco
 from utils.evaluation.runner import EvalPictures, run_inference, select_subset, to_devkit
 from utils.evaluation.voc import ImageTruth, evaluate_voc
@@ -28,27 +28,14 @@ from utils.training.runtime import Runtime
 METRICS = ("voc07", "voc10", "coco")
 
 
-class TestPhaseView(nn.Module):
-    """The test-phase forward of an SSD, sharing its parameters (a view, not a copy).
-
-    Args:
-        net: an SSD in either phase (``predict``, ``priors``, ``num_classes``, ``cfg``, ``size``).
-        top_k, conf_thresh, nms_thresh: for :class:`layers.Detect`, eval.py's defaults.
-    """
-
-    def __init__(self, net: nn.Module, top_k: int = 200, conf_thresh: float = 0.01, nms_thresh: float = 0.45) -> None:
-        super().__init__()
-        self.net = net
-        self.detect = Detect(net.num_classes, 0, top_k, conf_thresh, nms_thresh, variance=net.cfg["variance"])
-
-    @property
-    def size(self) -> int:
-        return int(self.net.size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x (Tensor[B, 3, size, size]) → detections Tensor[B, C, top_k, 5], rows (score, x1, y1, x2, y2) relative."""
-        loc, conf = self.net.predict(x)
-        return self.detect(loc, F.softmax(conf.float(), dim=-1), self.net.priors)
+def scoring_view(net: nn.Module, **detect_kwargs: Any) -> Detector:
+    """The live training network ``net`` (either phase) with eval.py's post-processing: its architecture's defaults
+    (the ``Detect`` it was built with), overridden by the ``detect_kwargs`` that are not None. Parameters are shared,
+    not copied."""
+    own = net.detect
+    settings = {"top_k": own.top_k, "conf_thresh": own.conf_thresh, "nms_thresh": own.nms_thresh}
+    settings.update({k: v for k, v in detect_kwargs.items() if v is not None})
+    return Detector(net, Detect(net.num_classes, 0, keep_top_k=own.keep_top_k, variance=own.variance, **settings))
 
 
 class ValidationResult(NamedTuple):
@@ -73,7 +60,8 @@ class Validator:
         batch_size, num_workers: of the inference DataLoader on each rank.
         rt: the process's Runtime; when distributed, rank ``r`` of ``W`` scores the subset's positions
             ``r, r + W, ...`` and every rank computes the metric on everything gathered.
-        conf_thresh, top_k, nms_thresh, amp: as eval.py's flags of the same names.
+        conf_thresh, top_k, nms_thresh, amp: as eval.py's flags of the same names (None: the model's defaults,
+            as eval.py's).
     Broken annotations in the subset raise ValueError (naming the file) here, on every rank alike.
     """
 
@@ -87,9 +75,9 @@ class Validator:
         batch_size: int = 8,
         num_workers: int = 0,
         rt: Runtime | None = None,
-        conf_thresh: float = 0.01,
-        top_k: int = 200,
-        nms_thresh: float = 0.45,
+        conf_thresh: float | None = None,
+        top_k: int | None = None,
+        nms_thresh: float | None = None,
         amp: str = "none",
     ) -> None:
         if metric not in METRICS:
@@ -99,7 +87,7 @@ class Validator:
         self.rank, self.world_size = (rt.rank, rt.world_size) if rt is not None else (0, 1)
         self.detect_kwargs = {"top_k": top_k, "conf_thresh": conf_thresh, "nms_thresh": nms_thresh}
         self.indices = select_subset(len(dataset), num_images)
-        self._view: TestPhaseView | None = None
+        self._view: Detector | None = None
         if metric == "coco":
             self._check_coco()
         else:
@@ -139,7 +127,7 @@ class Validator:
         start = time.perf_counter()
         model = net.module if isinstance(net, (DistributedDataParallel, DataParallel)) else net
         if self._view is None or self._view.net is not model:
-            self._view = TestPhaseView(model, **self.detect_kwargs)
+            self._view = scoring_view(model, **self.detect_kwargs)
         if self._view.size != self.size:
             raise ValueError(f"the model takes {self._view.size} px pictures, the validator was built for {self.size}")
         modes = [(m, m.training) for m in model.modules()]
@@ -153,12 +141,12 @@ class Validator:
         value, per_class, stats = self._score(detections, truths)
         return ValidationResult(self.metric, value, per_class, stats, len(self.indices), time.perf_counter() - start)
 
-    def _run_shard(self, view: TestPhaseView) -> tuple[list[DetectionArrays], list[ImageTruth | None], str | None]:
+    def _run_shard(self, view: Detector) -> tuple[list[DetectionArrays], list[ImageTruth | None], str | None]:
         """This rank's pictures → (detections, ground truth) in shard order, or the error that stopped it."""
         shard = self.indices[self.rank :: self.world_size]
         is_voc = self.metric != "coco"
-        pictures = EvalPictures(self.dataset, shard, self.size, with_truth=is_voc)
-        conf_thresh = self.detect_kwargs["conf_thresh"]
+        pictures = EvalPictures(self.dataset, shard, self.size, is_voc, view.preprocessing)
+        conf_thresh = view.detect.conf_thresh
         try:
             detections, truths = run_inference(
                 view, pictures, self.batch_size, self.num_workers, conf_thresh, is_voc, self.amp, progress=False

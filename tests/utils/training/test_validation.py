@@ -77,7 +77,7 @@ def reference(voc_root: str) -> ValidationResult:
 # ----------------------------------------------------------------------------- the view
 def test_view_is_the_test_phase_forward_on_shared_parameters() -> None:
     net = _tiny_ssd().eval()
-    view = validation.TestPhaseView(net)  # by module: pytest would collect a Test* name
+    view = validation.scoring_view(net)
     assert view.size == 300 and view.detect.top_k == 200 and view.detect.nms_thresh == 0.45
     assert view.detect.conf_thresh == 0.01 and view.detect.variance == (0.1, 0.2)
     own, shared = list(net.parameters()), list(view.parameters())
