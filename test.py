@@ -101,7 +101,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def collect_images(paths: Sequence[str]) -> list[str]:
     """Files named directly, plus the pictures and videos (by extension, sorted) of each named folder."""
-    extensions = tuple({ext.lower() for ext in IMAGE_EXTENSIONS} | set(VIDEO_EXTENSIONS))
+    extensions = tuple(IMAGE_EXTENSIONS) + tuple(VIDEO_EXTENSIONS)
     found: list[str] = []
     for path in paths:
         if os.path.isdir(path):

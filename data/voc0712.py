@@ -13,7 +13,7 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ VOC_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 
 _CORNERS = ("xmin", "ymin", "xmax", "ymax")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")  # matched ignoring case (.JPG, .Png, .BMP…)
 
 # (file, object index, what) already logged: a box fixed every epoch is worth one line, not one per epoch.
 _reported: set[tuple[str, int, str]] = set()
@@ -140,7 +140,9 @@ def voc_objects(xml_root: ET.Element, source: str = "annotation") -> list[tuple[
 
 
 def parse_voc_objects(
-    xml_root: ET.Element, class_to_ind: Mapping[str, int], source: str = "annotation"
+    xml_root: ET.Element | Sequence[tuple[str, tuple[float, ...], bool]],
+    class_to_ind: Mapping[str, int],
+    source: str = "annotation",
 ) -> list[tuple[tuple[float, float, float, float], int, bool]]:
     """Every ``<object>`` of a VOC annotation as ``((xmin, ymin, xmax, ymax), label, difficult)``.
 
@@ -150,7 +152,8 @@ def parse_voc_objects(
         ValueError naming ``source`` and the object: what :func:`voc_objects` rejects, or a name not in the class list.
     """
     objects = []
-    for k, (name, box, difficult) in enumerate(voc_objects(xml_root, source)):
+    named = voc_objects(xml_root, source) if isinstance(xml_root, ET.Element) else xml_root
+    for k, (name, box, difficult) in enumerate(named):
         label = class_to_ind.get(name.lower())
         if label is None:
             known = ", ".join(sorted(class_to_ind)[:8])
@@ -177,8 +180,9 @@ class VOCAnnotationTransform:
             ``class_names`` gives them back as written.
         keep_difficult: keep objects marked difficult (the classic default drops them).
     Call args:
-        target: the XML root; width, height: the image size in pixels (the real one: boxes are clipped to it).
-        source: the file name used in messages.
+        target: the XML root, or its objects as :func:`voc_objects` reads them (what ``VOCDetection.annotation``
+            keeps, so that a file is parsed once); width, height: the image size in pixels (the real one: boxes are
+            clipped to it). source: the file name used in messages.
 
     Boxes reaching outside the image are clipped to it; boxes left without area (x2 ≤ x1 or y2 ≤ y1, after
     clipping) are dropped; each is logged once. Structural errors raise ValueError (see ``parse_voc_objects``).
@@ -195,8 +199,15 @@ class VOCAnnotationTransform:
         keys = sorted(self.class_to_ind, key=self.class_to_ind.__getitem__)
         return [self._written.get(key, key) for key in keys]
 
-    def __call__(self, target: ET.Element, width: int, height: int, source: str | None = None) -> list[list[float]]:
-        source = source or target.findtext("filename") or "annotation"
+    def __call__(
+        self,
+        target: ET.Element | Sequence[tuple[str, tuple[float, ...], bool]],
+        width: int,
+        height: int,
+        source: str | None = None,
+    ) -> list[list[float]]:
+        if source is None:
+            source = (target.findtext("filename") if isinstance(target, ET.Element) else None) or "annotation"
         rows = []
         for k, (box, label, difficult) in enumerate(parse_voc_objects(target, self.class_to_ind, source)):
             if difficult and not self.keep_difficult:
@@ -290,6 +301,8 @@ class VOCDetection(DetectionDataset):
         self.target_transform = VOCAnnotationTransform() if target_transform is None else target_transform
         self.name = dataset_name
         self._annopath = os.path.join("%s", "Annotations", "%s.xml")
+        self._annotations: dict[int, VOCAnnotation] = {}
+        self._pictures: dict[str, dict[str, str]] = {}  # JPEGImages folder → lower-cased file name → file name
         self._imgpath = os.path.join("%s", "JPEGImages", "%s.jpg")
         self.ids: list[tuple[str, str]] = self._collect_ids()
 
@@ -325,15 +338,37 @@ class VOCDetection(DetectionDataset):
         return ids
 
     def _image_path(self, img_id: tuple[str, str]) -> str:
-        """The image file; ``.jpg`` as VOC, else the first of IMAGE_EXTENSIONS that exists (custom datasets)."""
+        """The image file; ``.jpg`` as VOC, else the picture of that id with one of IMAGE_EXTENSIONS in any case
+        (custom datasets); the ``.jpg`` path (for the error message) when there is none."""
         path = self._imgpath % img_id
         if os.path.exists(path):
             return path
-        stem = os.path.join(img_id[0], "JPEGImages", img_id[1])
-        return next((stem + ext for ext in IMAGE_EXTENSIONS if os.path.exists(stem + ext)), path)
+        folder = os.path.join(img_id[0], "JPEGImages")
+        names = self._pictures.get(folder)
+        if names is None:  # listed once per folder
+            names = {name.lower(): name for name in os.listdir(folder)} if os.path.isdir(folder) else {}
+            self._pictures[folder] = names
+        found = next((names[key] for ext in IMAGE_EXTENSIONS if (key := f"{img_id[1]}{ext}".lower()) in names), None)
+        return os.path.join(folder, found) if found else path
+
+    def annotation_path(self, index: int) -> str:
+        """The XML annotation file of picture ``index``."""
+        return self._annopath % self.ids[index]
+
+    def annotation(self, index: int) -> VOCAnnotation:
+        """The objects and ``<size>`` of picture ``index``'s annotation, parsed once and kept (a process that
+        forks DataLoader workers after reading them hands them on). Raises FileNotFoundError / ValueError naming
+        the file, as :func:`voc_objects` does."""
+        found = self._annotations.get(index)
+        if found is None:
+            path = self.annotation_path(index)
+            xml_root = read_voc_xml(path)
+            found = VOCAnnotation(voc_objects(xml_root, path), _recorded_size(xml_root, path), path)
+            self._annotations[index] = found
+        return found
 
     def _read_xml(self, index: int) -> tuple[ET.Element, str]:
-        path = self._annopath % self.ids[index]
+        path = self.annotation_path(index)
         return read_voc_xml(path), path
 
     def pull_image(self, index: int) -> np.ndarray:
@@ -341,15 +376,15 @@ class VOCDetection(DetectionDataset):
         return read_image(self._image_path(self.ids[index]))
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        xml_root, xml_path = self._read_xml(index)
+        if not isinstance(self.target_transform, VOCAnnotationTransform):  # a user's transform reads the XML root
+            xml_root, _ = self._read_xml(index)
+            img = self.pull_image(index)
+            return img, targets_array(self.target_transform(xml_root, img.shape[1], img.shape[0]))
+        anno = self.annotation(index)
         img = self.pull_image(index)
         height, width = img.shape[:2]
-        _check_size(xml_root, width, height, xml_path)
-        if isinstance(self.target_transform, VOCAnnotationTransform):
-            rows = self.target_transform(xml_root, width, height, source=xml_path)
-        else:
-            rows = self.target_transform(xml_root, width, height)
-        return img, targets_array(rows)
+        _check_size(anno, width, height)
+        return img, targets_array(self.target_transform(anno.objects, width, height, source=anno.path))
 
     def pull_anno(self, index: int) -> tuple[str, list[list[float]]]:
         """``(image id, [[x1 − 1, y1 − 1, x2 − 1, y2 − 1, label], ...])`` in pixels, as written in the XML.
@@ -381,11 +416,12 @@ class VOCDetection(DetectionDataset):
             FileNotFoundError / ValueError naming the file: what the training path rejects (see data/README.md),
             and any box with xmax < xmin or ymax < ymin (training drops such a box; a metric must not).
         """
-        xml_root, xml_path = self._read_xml(index)
+        anno = self.annotation(index)
+        xml_path = anno.path
         if image_size is not None:
-            _check_size(xml_root, image_size[0], image_size[1], xml_path)
+            _check_size(anno, image_size[0], image_size[1])
         class_to_ind = getattr(self.target_transform, "class_to_ind", None) or _class_index(None)
-        objects = parse_voc_objects(xml_root, class_to_ind, xml_path)
+        objects = parse_voc_objects(anno.objects, class_to_ind, xml_path)
         for k, (box, _, _) in enumerate(objects):
             if box[2] < box[0] or box[3] < box[1]:
                 raise ValueError(f"{xml_path}: object {k} has xmax < xmin or ymax < ymin: {box}")
@@ -395,20 +431,34 @@ class VOCDetection(DetectionDataset):
         return boxes, labels, difficult
 
 
-def _check_size(xml_root: ET.Element, width: int, height: int, source: str) -> None:
-    """A ``<size>`` that disagrees with the image means the boxes were drawn on another image: ValueError.
+class VOCAnnotation(NamedTuple):
+    """One parsed annotation file."""
 
-    A missing ``<size>`` (or zeros, which some tools write) is fine: the image's own size is used, as the classic.
-    """
+    objects: list[tuple[str, tuple[float, ...], bool]]  # (name, (xmin, ymin, xmax, ymax) 1-based, difficult)
+    size: tuple[int, int] | None  # <size> (width, height); None when missing or zero
+    path: str
+
+
+def _recorded_size(xml_root: ET.Element, source: str) -> tuple[int, int] | None:
+    """The ``<size>`` of an annotation; None when missing (or zeros, which some tools write)."""
     size = xml_root.find("size")
     if size is None:
-        return
+        return None
     try:
         xml_w, xml_h = int(float(size.findtext("width") or 0)), int(float(size.findtext("height") or 0))
     except ValueError:
         raise ValueError(f"{source}: <size> is not numeric") from None
-    if xml_w > 0 and xml_h > 0 and (xml_w, xml_h) != (width, height):
+    return (xml_w, xml_h) if xml_w > 0 and xml_h > 0 else None
+
+
+def _check_size(anno: VOCAnnotation, width: int, height: int) -> None:
+    """A ``<size>`` that disagrees with the image means the boxes were drawn on another image: ValueError.
+
+    A missing ``<size>`` is fine: the image's own size is used, as the classic.
+    """
+    if anno.size is not None and anno.size != (width, height):
+        xml_w, xml_h = anno.size
         raise ValueError(
-            f"{source}: <size> says {xml_w}x{xml_h} but the image is {width}x{height} "
+            f"{anno.path}: <size> says {xml_w}x{xml_h} but the image is {width}x{height} "
             "(resized or rotated after annotation? the boxes would be wrong)"
         )

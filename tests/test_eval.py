@@ -270,7 +270,7 @@ def test_voc_oracle_scores_one(
     out = tmp_path / "eval"
     argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
     argv += ["--save_folder", str(out), "--num_workers", "0", "--batch_size", "1", "--use_07_metric", use_07]
-    argv += ["--write_devkit_files", "true", "--cleanup", "false", "--cuda", "false"]
+    argv += ["--write_devkit_files", "true", "--cuda", "false"]  # the files are kept: no --cleanup true
     assert ev.main(argv) == 0
 
     results = json.loads((out / "results.json").read_text())
@@ -299,8 +299,23 @@ def test_voc_cleanup_removes_detection_files(
     _use_oracle(monkeypatch, TINY_CLASSES, lambda: _voc_oracle(TINY_CLASSES))
     out = tmp_path / "eval"
     argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
-    assert ev.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--cleanup"]) == 0
+    argv += ["--save_folder", str(out), "--num_workers", "0", "--write_devkit_files", "--cleanup", "true"]
+    assert ev.main(argv) == 0
     assert not (out / "results").exists() and (out / "results.json").is_file()
+
+
+def test_split_aliases_name_the_same_split(
+    tmp_path: Path, voc_root: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch, fail_line: Callable[..., str]
+) -> None:
+    """--year/--set_type are --image_sets YEAR:SET; giving both ways at once is a user error."""
+    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _voc_oracle(TINY_CLASSES))
+    argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--num_workers", "0"]
+    assert ev.main(argv + ["--year", "2007", "--set_type", "test", "--save_folder", str(tmp_path / "a")]) == 0
+    assert ev.main(argv + ["--image_sets", "2007:test", "--save_folder", str(tmp_path / "b")]) == 0
+    a, b = ((tmp_path / d / "results.json").read_text() for d in "ab")
+    assert a == b and json.loads(a)["num_images"] == 2
+    err = fail_line(ev.main, argv + ["--image_sets", "2007:test", "--year", "2007"])
+    assert "--image_sets or as --year/--set_type, not both" in err
 
 
 def test_missing_roots_exit_clearly(

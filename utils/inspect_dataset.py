@@ -23,7 +23,6 @@ import json
 import math
 import os
 import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +35,12 @@ from torch import Tensor
 
 from data import COCO_ROOT, MEANS, VOC_ROOT, VOCAnnotationTransform, get_config
 from data.common import targets_array
+from data.config import default_image_sets
 from data.priors import load_prior_config, prior_config_dict, save_prior_config
+from data.splits import open_split, split_class_names, split_parts
 from layers import PriorBox, point_form
 from layers.box_utils import batched_jaccard
-from utils.cli import fail, resolve_class_names, str2bool
+from utils.cli import add_bool, fail, resolve_class_names, run_main
 
 PROG = "inspect_dataset"
 THRESHOLD = 0.5  # the matching threshold of training (MultiBoxLoss overlap_thresh)
@@ -74,40 +75,15 @@ class Inventory:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def parse_image_sets(dataset: str, text: str) -> list[Any]:
-    """VOC: ``"2007:trainval,2012:trainval"`` → ``[("2007", "trainval"), ...]``; COCO: ``"train2014"`` → names."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise InspectError(f"--image_sets is empty: {text!r}")
-    if dataset == "COCO":
-        return items
-    pairs = []
-    for item in items:
-        year, _, split = item.partition(":")
-        if not year or not split:
-            raise InspectError(f"--image_sets expects year:set pairs like 2007:trainval, got {item!r}")
-        pairs.append((year, split))
-    return pairs
-
-
 def open_datasets(args: argparse.Namespace) -> tuple[list[Any], list[str]]:
-    """The dataset parts (one per COCO split; one VOCDetection for all VOC sets) and the class names."""
-    if not os.path.isdir(args.dataset_root):
-        raise InspectError(f"dataset root not found: {args.dataset_root} (pass --dataset_root)")
-    sets = parse_image_sets(args.dataset, args.image_sets)
+    """The dataset parts (one per COCO split; one VOCDetection for all VOC sets) and the class names, read as for
+    scoring: every object, difficult ones included."""
+    names = resolve_class_names(args.classes, dataset="VOC")[0] if args.dataset == "VOC" else None
     try:
-        if args.dataset == "COCO":
-            from data import COCODetection
-
-            parts = [COCODetection(args.dataset_root, image_set=name) for name in sets]
-            return parts, list(parts[0].class_names)
-        from data import VOCDetection
-
-        names, _ = resolve_class_names(args.classes, dataset="VOC")
-        target = VOCAnnotationTransform(names, keep_difficult=True)
-        return [VOCDetection(args.dataset_root, image_sets=sets, target_transform=target)], names
-    except (OSError, ValueError, KeyError, ImportError) as err:
-        raise InspectError(f"cannot open the {args.dataset} dataset at {args.dataset_root}: {err}") from err
+        split = open_split(args.dataset, args.dataset_root, args.image_sets, class_names=names, validation=True)
+    except (OSError, ValueError) as err:
+        raise InspectError(str(err)) from err
+    return split_parts(split), split_class_names(split)
 
 
 def _sample_file(part: Any, index: int) -> str:
@@ -127,9 +103,9 @@ def _difficult_flags(part: Any, index: int, target: np.ndarray, width: int, heig
     transform = getattr(part, "target_transform", None)
     if not isinstance(transform, VOCAnnotationTransform):
         return flags
-    path = _sample_file(part, index)
+    anno = part.annotation(index)  # already parsed by pull_item
     easy_transform = VOCAnnotationTransform(transform.class_to_ind, keep_difficult=False)
-    easy = targets_array(easy_transform(ET.parse(path).getroot(), width, height, source=path))
+    easy = targets_array(easy_transform(anno.objects, width, height, source=anno.path))
     j = 0
     for k, row in enumerate(target):
         if j < len(easy) and np.array_equal(row, easy[j]):
@@ -646,30 +622,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=300, type=int, choices=[300, 512], help="input size: SSD300 or SSD512")
     p.add_argument("--prior_config", default=None, help="prior config JSON (default: the dataset's priors)")
     p.add_argument("--save_folder", default="inspect/", help="where summary.json and the pictures go")
-    for flag, text in (
-        ("--augment", "show each gallery picture after the training augmentation too"),
-        ("--suggest", "propose a prior config fitted to the data"),
-    ):
-        p.add_argument(flag, nargs="?", const=True, default=False, type=str2bool, help=f"{text} (bare or true/false)")
+    add_bool(p, "--augment", default=False, help="show each gallery picture after the training augmentation too")
+    add_bool(p, "--suggest", default=False, help="propose a prior config fitted to the data")
     p.add_argument("--num_gallery", default=8, type=int, help="pictures in gallery.jpg (0: none)")
     p.add_argument("--seed", default=0, type=int, help="seed of the gallery's choice and augmentation")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Returns 0; a user error is one line on stderr and exit 2; no readable picture at all exits 1."""
     args = build_parser().parse_args(argv)
+    return run_main(PROG, lambda: run(args), user_errors=(InspectError,))
+
+
+def run(args: argparse.Namespace) -> int:
     if args.dataset_root is None:
         args.dataset_root = VOC_ROOT if args.dataset == "VOC" else COCO_ROOT
     if args.image_sets is None:
-        args.image_sets = "2007:trainval,2012:trainval" if args.dataset == "VOC" else "train2014"
+        args.image_sets = default_image_sets(args.dataset, "train")
     if args.classes and args.dataset == "COCO":
-        fail(PROG, "--classes applies to VOC-layout datasets; a COCO json names its own categories")
+        raise InspectError("--classes applies to VOC-layout datasets; a COCO json names its own categories")
     if args.num_gallery < 0:
-        fail(PROG, f"--num_gallery must be 0 or more, got {args.num_gallery}")
-    try:
-        summary = inspect(args)
-    except InspectError as err:
-        fail(PROG, str(err))
+        raise InspectError(f"--num_gallery must be 0 or more, got {args.num_gallery}")
+    summary = inspect(args)
     print_table(summary)
     if not summary["pictures"]:
         fail(

@@ -174,3 +174,23 @@ def test_image_set_ids_must_be_plain_names(tmp_path, bad_id) -> None:
     where = re.escape(f"{set_file}:3: image id {bad_id!r}")
     with pytest.raises(ValueError, match=rf"^{where} is not a plain file name"):
         VOCDetection(tmp_path, [("2007", "trainval")])
+
+
+def test_picture_extensions_in_any_case_and_each_annotation_parsed_once(tmp_path, monkeypatch) -> None:
+    """A custom dataset's pictures may be .BMP, .Png, .JPEG…; the dataset reads each XML file once."""
+    for image_id, ext in (("a", ".BMP"), ("b", ".Png"), ("c", ".jpeg")):
+        image_path, _ = write_sample(tmp_path, image_id, [("dog", 2, 2, 20, 10, 0)], width=30, height=20)
+        picture = cv2.imread(str(image_path))
+        image_path.unlink()
+        cv2.imwrite(str(image_path.with_suffix(ext)), picture)
+    write_image_set(tmp_path, ["a", "b", "c"])
+    parsed = []
+    real = data.voc0712.read_voc_xml
+    monkeypatch.setattr(data.voc0712, "read_voc_xml", lambda path: parsed.append(path) or real(path))
+    dataset = VOCDetection(tmp_path, [("2007", "trainval")], skip_bad=False)
+    for index in range(3):
+        assert dataset.pull_image(index).shape == (20, 30, 3)
+        dataset.pull_objects(index, (30, 20))
+        _, target = dataset[index]
+        np.testing.assert_allclose(target, [[1 / 30, 1 / 20, 19 / 30, 9 / 20, VOC_CLASSES.index("dog")]], rtol=1e-6)
+    assert len(parsed) == 3  # pull_objects and __getitem__ share the one parse
