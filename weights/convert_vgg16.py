@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from data.config import MEANS
+from utils.cli import run_main
 
 # features.i of torchvision's vgg16 that are convolutions; our vgg ModuleList uses the same indices.
 VGG16_CONV_INDICES: tuple[int, ...] = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -122,11 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--src", default="vgg16-397923af.pth", help="torchvision vgg16 ImageNet state dict")
     parser.add_argument("--out", default=os.path.join("weights", "vgg16_reducedfc.pth"))
     args = parser.parse_args(argv)
-    try:
-        converted = convert_vgg16(load_torchvision_state(args.src))
-    except ConversionError as exc:
-        print(f"convert_vgg16: error: {exc}", file=sys.stderr)
-        return 2
+    return run_main("convert_vgg16", lambda: convert(args), user_errors=(ConversionError,))
+
+
+def convert(args: argparse.Namespace) -> int:
+    converted = convert_vgg16(load_torchvision_state(args.src))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.save(converted, args.out)
     print(f"wrote {args.out} ({len(converted)} tensors); load it with net.vgg.load_state_dict(torch.load(...))")

@@ -106,11 +106,13 @@ def test_cli_roundtrip(tmp_path, tv_state: dict[str, torch.Tensor], converted: d
 
 
 def test_cli_errors(tmp_path, capsys) -> None:
-    assert main(["--src", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "o.pth")]) != 0
+    with pytest.raises(SystemExit, match="2"):
+        main(["--src", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "o.pth")])
     assert "missing.pth" in capsys.readouterr().err
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a pickle")
-    assert main(["--src", str(bad), "--out", str(tmp_path / "o.pth")]) != 0
+    with pytest.raises(SystemExit, match="2"):
+        main(["--src", str(bad), "--out", str(tmp_path / "o.pth")])
     assert "bad.pth" in capsys.readouterr().err
     with pytest.raises(ConversionError, match="features.0"):
         convert_vgg16({"0.weight": torch.zeros(64, 3, 3, 3)})
