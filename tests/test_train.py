@@ -102,11 +102,11 @@ def _one_error_line(capsys) -> str:
     return err[0]
 
 
-def test_missing_dataset_root_is_one_clear_line(tmp_path, capsys) -> None:
+def test_missing_dataset_root_is_one_clear_line(tmp_path, fail_line) -> None:
+    """A user error exits as every script's does: one line, SystemExit(2) (argparse's way), not a returned 2."""
     missing = str(tmp_path / "no_such_root")
-    assert exit_code(_argv(missing, tmp_path / "w", "--max_iter", "1")) == 2
-    line = _one_error_line(capsys)
-    assert missing in line and "--dataset_root" in line
+    line = fail_line(train.main, _argv(missing, tmp_path / "w", "--max_iter", "1"))
+    assert line.startswith("train.py: error: ") and missing in line and "--dataset_root" in line
 
 
 def test_missing_basenet_says_how_to_obtain_it(tiny_voc, tmp_path, capsys) -> None:
