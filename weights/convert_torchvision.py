@@ -34,7 +34,6 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from data import COCO_CLASSES
@@ -43,6 +42,7 @@ from data.config import get_config
 from ssd import VGG16_LAYERS, DetectionNet, build_ssd
 from utils.checkpoint import ModelFacts, fit_report, read_checkpoint, write_sidecar
 from utils.cli import read_class_names, run_main
+from utils.training.finetune import keep_class_rows
 from utils.training.state import atomic_save
 
 PROG = "convert_torchvision"
@@ -90,7 +90,10 @@ def _coco_rows_kept(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], int]:
     """``state`` (our keys) with only COCO's 81 class rows if it scores torchvision's 91, and its class count."""
     num_classes = _num_classes(state)
     if num_classes == TORCHVISION_COCO_CLASSES:
-        _keep_class_rows(state, num_classes, coco_rows())
+        try:
+            keep_class_rows(state, num_classes, coco_rows())
+        except ValueError as err:
+            raise ConversionError(str(err)) from None
         num_classes = len(coco_rows())
     return state, num_classes
 
@@ -125,17 +128,6 @@ def _class_tensor(state: Mapping[str, Tensor], head: str, index: int, kind: str)
     """The last conv's ``kind`` ("weight" or "bias") of head ``index``: ``{head}.{i}.{kind}`` or, in SSDLite,
     ``{head}.{i}.pointwise.{kind}``."""
     return state.get(f"{head}.{index}.{kind}", state.get(f"{head}.{index}.pointwise.{kind}"))
-
-
-def _keep_class_rows(state: dict[str, Tensor], num_classes: int, kept: Sequence[int]) -> None:
-    """Keep, in place, the output rows of every conf head's last conv that score the classes ``kept``, in order."""
-    pattern = re.compile(r"conf\.(\d+)\.(pointwise\.)?(weight|bias)")
-    for key in [k for k in state if pattern.fullmatch(k)]:
-        rows = state[key].shape[0]
-        if rows % num_classes:
-            raise ConversionError(f"{key} has {rows} outputs, not a multiple of {num_classes} classes")
-        anchors = torch.arange(rows // num_classes)[:, None] * num_classes
-        state[key] = state[key][(anchors + torch.tensor(kept)[None, :]).reshape(-1)].clone()
 
 
 def _vgg_key(key: str) -> str | None:
@@ -249,8 +241,9 @@ def convert(args: argparse.Namespace) -> int:
         state, _ = read_checkpoint(args.weights)
     names = read_class_names(args.classes) if args.classes else None
     net, facts = build_converted(state, args.model, names)
-    atomic_save(net.state_dict(), args.out)
-    sidecar = write_sidecar(args.out, facts)
+    state = net.state_dict()
+    atomic_save(state, args.out)
+    sidecar = write_sidecar(args.out, facts, state)
     print(f"wrote {args.out} and {sidecar}: {args.model} as {facts.architecture}, {len(facts.class_names)} classes")
     return 0
 
