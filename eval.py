@@ -9,26 +9,38 @@ the devkit's format (``results/comp4_det_{set}_{class}.txt``; ``--cleanup true``
 detections in COCO result format and ``results.json`` = ``{"AP", "AP50", "AP75", "APs", "APm", "APl", "metric":
 "coco", "num_images"}``. The metric itself lives in ``utils.evaluation`` (see ``utils/evaluation/voc.py`` for the
 devkit's matching rules), shared with validation during training.
+
+``--analysis true`` (the default) adds why the score is what it is (``utils/evaluation/analysis.py``):
+``results.json`` gains ``"errors"`` (TIDE's error types with the mAP each costs), ``"confusion"`` (at
+``--analysis_score`` and IoU 0.5) and ``"ap_by_size"``, and ``errors.png``, ``confusion.png`` and ``worst.jpg`` are
+written. On COCO-format data it reads pycocotools' boxes, scores VOC-style AP at IoU 0.5 by area (the AP50 of
+the curve) with crowd regions ignored, and sizes objects by their box area (pycocotools' APs/APm/APl use the
+annotation's ``area``, a mask area).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from data.config import COCO_ROOT, VOC_ROOT, default_image_sets
 from data.splits import open_split, parse_image_sets, split_parts
 from utils.checkpoint import load_model
 from utils.cli import add_bool, add_device_flags, choose_device, run_main
+from utils.evaluation.analysis import ERROR_TYPES, analyse, worst_cases
+from utils.evaluation.analysis_plots import draw_confusion, draw_errors, draw_worst
 from utils.evaluation.coco import evaluate_coco
 from utils.evaluation.devkit import load_annotations, parse_rec, voc_eval, write_devkit_files
 from utils.evaluation.plots import plot_pr_curves
 from utils.evaluation.runner import EvalPictures, default_workers, run_inference, select_subset, to_devkit
-from utils.evaluation.voc import devkit_iou, evaluate_voc, match_detections, voc_ap
+from utils.evaluation.voc import ImageDetections, ImageTruth, devkit_iou, evaluate_voc, match_detections, voc_ap
+from utils.training.state import atomic_write_text
 
 PROG = "eval.py"
 # The classic helpers, importable from here as in ssd.pytorch.
@@ -58,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_bool(p, "--use_07_metric", default=True, help="VOC07 11-point AP (false: area, VOC10+)")
     p.add_argument("--classes", default=None, help="text file with one class name per line")
     p.add_argument("--batch_size", type=int, default=8)
+    add_bool(p, "--analysis", default=True, help="error analysis: TIDE errors, confusion, AP by size, worst cases")
+    p.add_argument("--analysis_score", type=float, default=0.3, help="the confusion matrix's score threshold")
     return p
 
 
@@ -73,6 +87,8 @@ def check_flags(args: argparse.Namespace) -> None:
         raise ValueError(f"--confidence_threshold must be in [0, 1], got {args.confidence_threshold}")
     if args.nms_threshold is not None and not 0.0 < args.nms_threshold <= 1.0:
         raise ValueError(f"--nms_threshold must be in (0, 1], got {args.nms_threshold}")
+    if not 0.0 <= args.analysis_score <= 1.0:
+        raise ValueError(f"--analysis_score must be in [0, 1], got {args.analysis_score}")
     if args.image_sets is not None and (args.year is not None or args.set_type is not None):
         raise ValueError("give the split either as --image_sets or as --year/--set_type, not both")
 
@@ -105,11 +121,12 @@ def evaluate(args: argparse.Namespace) -> int:
     names = list(model.facts.class_names)
     split = open_split(args.dataset, root, sets, class_names=names, validation=True)
     score = score_coco if args.dataset == "COCO" else score_voc
+    path = os.path.join(args.save_folder, "results.json")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)  # a run cut short must not leave the previous run's results as if they were its own
     results = score(args, model, split, names, sets)
     if results is not None:
-        path = os.path.join(args.save_folder, "results.json")
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+        atomic_write_text(path, json.dumps(results, indent=2))
         print(f"wrote {path}")
     return 0
 
@@ -137,10 +154,12 @@ def score_voc(
     report_voc(result)
     metric = "voc07" if args.use_07_metric else "voc10"
     results = {"mAP": result.mean_ap, "ap": result.aps, "metric": metric, "num_images": len(indices)}
-    try:
-        plot_pr_curves(result.per_class, os.path.join(args.save_folder, "pr_curves.png"))
-    except ImportError as err:  # matplotlib is optional: the numbers are the result
-        print(f"{PROG}: warning: pr_curves.png not drawn ({err})", file=sys.stderr)
+    figures = [("pr_curves.png", partial(plot_pr_curves, result.per_class))]
+    if args.analysis:
+        found = analyse_split(args, dets, truths, names, args.use_07_metric, split, indices)
+        results.update(found)
+        figures += analysis_figures(found)
+    draw_figures(args.save_folder, figures)
     if args.write_devkit_files:
         image_ids = [split.ids[i][1] for i in indices]
         set_name = "+".join(name for _, name in parse_image_sets("VOC", sets))  # the classic comp4_det_test_*
@@ -153,6 +172,44 @@ def report_voc(result: Any) -> None:
         print(f"AP for {name} = {ap:.4f}" if ap is not None else f"AP for {name} = null (no non-difficult objects)")
     mean_ap = result.mean_ap
     print(f"Mean AP = {mean_ap:.4f}" if mean_ap is not None else "Mean AP = null (no ground truth in the split)")
+
+
+def analyse_split(
+    args: argparse.Namespace,
+    dets: Sequence[ImageDetections],
+    truths: Sequence[ImageTruth],
+    names: Sequence[str],
+    use_07_metric: bool,
+    split: Any,
+    indices: Sequence[int],
+) -> dict[str, Any]:
+    """The error analysis of the pictures ``indices`` of ``split`` (``utils.evaluation.analysis``), scored as
+    ``dets`` against ``truths``: ``{"errors", "confusion", "ap_by_size"}`` for results.json; writes worst.jpg."""
+    found = analyse(dets, truths, names, use_07_metric, args.analysis_score)
+    deltas = {kind: found["errors"][kind]["delta_map"] for kind in ERROR_TYPES}
+    gains = "  ".join(f"{kind} " + ("n/a" if d is None else f"{d:.4f}") for kind, d in deltas.items())
+    print(f"mAP gained by fixing each error type alone: {gains}")
+    cases = worst_cases(dets, truths, names)  # "image": a position in dets, not a dataset index
+    draw_worst(cases, lambda i: split.pull_image(int(indices[i])), names, os.path.join(args.save_folder, "worst.jpg"))
+    return found
+
+
+def analysis_figures(found: dict[str, Any]) -> list[tuple[str, Callable[[str], None]]]:
+    return [("errors.png", partial(draw_errors, found)), ("confusion.png", partial(draw_confusion, found))]
+
+
+def draw_figures(folder: str, figures: Sequence[tuple[str, Callable[[str], None]]]) -> None:
+    """Draw each ``(file name, draw(path))`` into ``folder``; without matplotlib one warning line names the ones
+    not drawn."""
+    skipped, reason = [], ""
+    for name, draw in figures:
+        try:
+            draw(os.path.join(folder, name))
+        except ImportError as err:  # matplotlib is optional: the numbers are the result
+            skipped.append(name)
+            reason = str(err)
+    if skipped:
+        print(f"{PROG}: warning: {', '.join(skipped)} not drawn ({reason})", file=sys.stderr)
 
 
 def write_devkit_results(
@@ -174,7 +231,7 @@ def write_devkit_results(
 def score_coco(
     args: argparse.Namespace, model: Any, split: Any, names: Sequence[str], sets: str
 ) -> dict[str, Any] | None:
-    from utils.evaluation.coco import coco_results
+    from utils.evaluation.coco import coco_results, coco_truths, devkit_detections
 
     parts = split_parts(split)
     if len(parts) != 1:
@@ -192,12 +249,20 @@ def score_coco(
     with open(det_file, "w", encoding="utf-8") as f:
         json.dump(results, f)
     print(f"wrote {len(results)} detections in COCO result format to {det_file}")
-    if not dataset.coco.getAnnIds():
+    if not dataset.has_ground_truth:
         print(f"{dataset.image_set} has no annotations (a test split?): submit {det_file} to the evaluation server")
+        if args.analysis:
+            print("error analysis skipped: the split has no ground truth")
         return None
     summary = evaluate_coco(dataset.coco, results, image_ids)
     print("  ".join(f"{k} = {v:.4f}" for k, v in summary.items()))
-    return {**summary, "metric": "coco", "num_images": len(image_ids)}
+    scores = {**summary, "metric": "coco", "num_images": len(image_ids)}
+    if args.analysis:  # VOC-style AP (area, IoU 0.5) on pycocotools' boxes, crowd regions ignored
+        truths = coco_truths(dataset.coco, image_ids, {by_name[n]: k for k, n in enumerate(names)})
+        found = analyse_split(args, devkit_detections(dets), truths, names, False, dataset, indices)
+        scores.update(found)
+        draw_figures(args.save_folder, analysis_figures(found))
+    return scores
 
 
 # ----------------------------------------------------------------------------- main

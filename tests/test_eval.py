@@ -180,6 +180,8 @@ TINY_VOC = {
     "b": (90, 100, [("person", [1, 1, 90, 100], 0)]),  # the whole image: 0-based [0, 0, 89, 99]
 }
 TINY_CLASSES = ["dog", "cat", "person", "bird"]  # no bird anywhere: its AP is null
+ANALYSIS_KEYS = ("errors", "confusion", "ap_by_size")
+ANALYSIS_PICTURES = ("errors.png", "confusion.png", "worst.jpg")
 
 
 def _voc_xml(width: int, height: int, objects: list[tuple[str, list[int], int]]) -> str:
@@ -274,7 +276,7 @@ def test_voc_oracle_scores_one(
     assert ev.main(argv) == 0
 
     results = json.loads((out / "results.json").read_text())
-    assert results == {
+    assert {k: results[k] for k in ("mAP", "ap", "metric", "num_images")} == {
         "mAP": pytest.approx(1.0),
         "ap": {"dog": pytest.approx(1.0), "cat": pytest.approx(1.0), "person": pytest.approx(1.0), "bird": None},
         "metric": "voc07" if use_07 == "true" else "voc10",
@@ -316,6 +318,88 @@ def test_split_aliases_name_the_same_split(
     assert a == b and json.loads(a)["num_images"] == 2
     err = fail_line(ev.main, argv + ["--image_sets", "2007:test", "--year", "2007"])
     assert "--image_sets or as --year/--set_type, not both" in err
+
+
+def _confused_oracle(names: list[str]) -> OracleSSD:
+    """``_voc_oracle`` with picture a's cat predicted as a dog, at 0.8: a classification error."""
+    oracle = _voc_oracle(names)
+    cat, dog = names.index("cat") + 1, names.index("dog") + 1
+    box = oracle.queue[0][cat, 1, 1:].clone()
+    oracle.queue[0][cat, 1] = 0.0
+    oracle.queue[0][dog, 1] = torch.cat([torch.tensor([0.8]), box])
+    return oracle
+
+
+def _oracle_argv(tmp_path: Path, voc_root: Path, fake_weights: Path) -> list[str]:
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(TINY_CLASSES))
+    argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
+    return argv + ["--num_workers", "0", "--batch_size", "2", "--cuda", "false"]
+
+
+def test_voc_analysis_explains_the_lost_map(
+    tmp_path: Path,
+    voc_root: Path,
+    fake_weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _confused_oracle(TINY_CLASSES))
+    argv = _oracle_argv(tmp_path, voc_root, fake_weights)
+    out = tmp_path / "eval"
+    assert ev.main(argv + ["--save_folder", str(out), "--analysis_score", "0.05"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    # dog: TP 0.9 (a), the cat box 0.8, nothing near 0.1 (b) → AP 1; cat: no detection → AP 0; person AP 1
+    assert results["mAP"] == pytest.approx(2 / 3)
+    errors = results["errors"]
+    assert {k: v["count"] for k, v in errors.items()} == {"cls": 1, "loc": 0, "both": 0, "dupl": 0, "bkg": 1, "miss": 0}
+    # fixed, the cls error is the cat's true positive: cat AP 0 → 1, mAP + 1/3; the bkg error costs nothing
+    assert errors["cls"]["delta_map"] == pytest.approx(1 / 3) and errors["bkg"]["delta_map"] == pytest.approx(0.0)
+    assert errors["cls"]["per_class"]["dog"]["count"] == 1
+    assert errors["cls"]["per_class"]["cat"]["delta_ap"] == pytest.approx(1.0)
+    assert "mAP gained by fixing each error type alone: cls 0.3333" in capsys.readouterr().out
+    # rows dog, cat, person, bird, background; columns dog, cat, person, bird, missed (score >= 0.05; the
+    # difficult dog's detection is ignored)
+    confusion = results["confusion"]
+    assert confusion["score"] == 0.05 and confusion["rows"][-1] == "background" and confusion["columns"][-1] == "missed"
+    assert confusion["counts"] == [
+        [1, 0, 0, 0, 0],
+        [1, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0],
+        [0, 0, 0, 0, 0],
+        [1, 0, 0, 0, 0],
+    ]
+    # every object is medium (40² to 95² pixels); the 0.1 dog box (10 x 11) is small, so ignored there
+    sizes = results["ap_by_size"]
+    assert sizes["medium"]["mAP"] == pytest.approx(2 / 3) and sizes["small"]["mAP"] is None
+    assert sizes["large"]["mAP"] is None and sizes["limits"] == [32**2, 96**2]
+    for name in ANALYSIS_PICTURES:
+        assert (out / name).stat().st_size > 0, name
+    assert cv2.imread(str(out / "worst.jpg")).shape[2] == 3
+
+    plain = tmp_path / "plain"
+    assert ev.main(argv + ["--save_folder", str(plain), "--analysis", "false"]) == 0
+    results = json.loads((plain / "results.json").read_text())
+    assert set(results) == {"mAP", "ap", "metric", "num_images"} and results["mAP"] == pytest.approx(2 / 3)
+    assert (plain / "pr_curves.png").is_file() and not any((plain / name).exists() for name in ANALYSIS_PICTURES)
+
+
+def test_analysis_without_matplotlib_writes_the_numbers(
+    tmp_path: Path,
+    voc_root: Path,
+    fake_weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _confused_oracle(TINY_CLASSES))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # importing it raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    out = tmp_path / "eval"
+    assert ev.main(_oracle_argv(tmp_path, voc_root, fake_weights) + ["--save_folder", str(out)]) == 0
+    assert set(ANALYSIS_KEYS) <= set(json.loads((out / "results.json").read_text()))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pr_curves.png, errors.png, confusion.png not drawn" in err[0], err
+    assert (out / "worst.jpg").is_file() and not (out / "errors.png").exists()
 
 
 def test_missing_roots_exit_clearly(
@@ -411,9 +495,17 @@ def test_coco_oracle_scores_one(
     argv = ["--dataset", "COCO", "--coco_root", str(coco_root), "--trained_model", str(fake_weights)]
     assert ev.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--batch_size", "2"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "metric", "num_images"}
+    assert set(results) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "metric", "num_images", *ANALYSIS_KEYS}
     assert results["metric"] == "coco" and results["num_images"] == 2
     assert results["AP"] == pytest.approx(1.0) and results["AP50"] == pytest.approx(1.0)
+    # the analysis reads pycocotools' boxes: every detection a true positive, objects sized by box area
+    assert all(v["count"] == 0 for v in results["errors"].values())
+    sizes = results["ap_by_size"]
+    assert sizes["small"]["mAP"] is None and sizes["large"]["ap"]["class13"] == pytest.approx(1.0)  # 120 x 160
+    assert sizes["medium"]["ap"]["class1"] == pytest.approx(1.0) and sizes["medium"]["mAP"] == pytest.approx(1.0)
+    confusion = np.array(results["confusion"]["counts"])
+    assert confusion.trace() == 3 and confusion.sum() == 3
+    assert all((out / name).stat().st_size > 0 for name in ANALYSIS_PICTURES)
     dets = json.loads((out / "detections_val2014_ssd300_results.json").read_text())
     by_image = sorted((d["image_id"], d["category_id"], d["bbox"], d["score"]) for d in dets)
     assert by_image == [
@@ -421,6 +513,25 @@ def test_coco_oracle_scores_one(
         (42, 1, pytest.approx([10.0, 20.0, 60.0, 50.0], abs=0.02), pytest.approx(0.8)),
         (42, 90, pytest.approx([100.0, 30.0, 80.0, 100.0], abs=0.02), pytest.approx(0.8)),
     ]
+
+
+def test_coco_split_without_ground_truth_skips_the_analysis(
+    tmp_path: Path,
+    coco_root: Path,
+    fake_weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ann_file = coco_root / "annotations" / "instances_val2014.json"
+    data = json.loads(ann_file.read_text())
+    del data["annotations"]  # as a test split's file
+    ann_file.write_text(json.dumps(data))
+    _use_oracle(monkeypatch, [f"class{c}" for c in COCO_CAT_IDS], _coco_oracle, dataset="COCO")
+    out = tmp_path / "eval"
+    argv = ["--dataset", "COCO", "--coco_root", str(coco_root), "--trained_model", str(fake_weights)]
+    assert ev.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--batch_size", "2"]) == 0
+    assert "error analysis skipped: the split has no ground truth" in capsys.readouterr().out
+    assert not (out / "results.json").exists() and not any((out / name).exists() for name in ANALYSIS_PICTURES)
 
 
 # ----------------------------------------------------------------------------- end to end on synthetic data
@@ -440,7 +551,7 @@ def test_end_to_end_on_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixt
     assert ev.main(argv) == 0
 
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"mAP", "ap", "metric", "num_images"}
+    assert set(results) == {"mAP", "ap", "metric", "num_images", *ANALYSIS_KEYS}
     assert results["metric"] == "voc07" and results["num_images"] == 3
     assert list(results["ap"]) == list(VOC_CLASSES)
     annotations = ev.load_annotations(

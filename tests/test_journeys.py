@@ -166,5 +166,7 @@ def test_train_and_eval_run_without_the_optional_packages(tmp_path: Path, tiny_v
     """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "pr_curves.png not drawn" in proc.stderr and "could not draw loss.png" in proc.stderr
-    assert json.loads((tmp_path / "eval" / "results.json").read_text())["num_images"] == 1
+    assert "pr_curves.png, errors.png, confusion.png not drawn" in proc.stderr
+    assert "could not draw loss.png" in proc.stderr
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["num_images"] == 1 and "errors" in results and (tmp_path / "eval" / "worst.jpg").is_file()
