@@ -39,6 +39,7 @@ from utils.checkpoint import (
     same_priors,
 )
 
+FINETUNED_FROM = "finetuned_from"  # where a fine-tuned model's files record the source and the classes kept
 FREEZE_CHOICES = ("none", "backbone")
 # the backbone of each architecture: the module attribute whose parameters and BatchNorm statistics freeze keeps
 BACKBONES = {"vgg16": "vgg", "mobilenet_v3_large": "backbone"}
