@@ -48,6 +48,7 @@ from utils.training.setup import (
     open_dataset,
     resumed_facts,
 )
+from utils.training.tensorboard_log import require_tensorboard
 
 PROG = "train.py"
 MAX_NONFINITE_STEPS = 5  # a run of this many non-finite losses in a row stops training
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bool(p, "--visdom", default=False, help="live loss plots on a visdom server")
     add("--visdom_server", default="http://localhost", help="visdom server address")
     add("--visdom_port", default=8097, type=int, help="visdom server port")
+    add_bool(p, "--tensorboard", default=False, help="TensorBoard event files under SAVE_FOLDER/tensorboard/")
     add("--save_folder", default="weights/", help="where checkpoints and the logs go")
     add("--save_every", default=5000, type=int, help="save a .pth and the _last.ckpt every N iterations")
     add("--log_every", default=10, type=int, help="print a log line every N iterations")
@@ -142,6 +144,8 @@ def check_args(args: argparse.Namespace, world_size: int) -> None:
         raise TrainError("--lr must be positive and --start_iter 0 or more")
     if args.classes is not None and args.dataset != "VOC":
         raise TrainError("--classes applies to VOC-layout datasets; a COCO-format dataset names its categories")
+    if args.tensorboard:
+        require_tensorboard()
 
 
 # ----------------------------------------------------------------------------------------------- the run

@@ -115,6 +115,8 @@ class StepResult:
     loss_c: float
     finite: bool
     stop: bool  # a stop was requested on some rank
+    lr: float = 0.0  # the learning rate of the step and the pictures per second of the global batch, data loading
+    img_per_s: float = 0.0  # included (run_loop sets both; what train_log.csv records)
 
 
 def train_step(
@@ -188,6 +190,7 @@ def run_loop(
             result = train_step(s, criterion, images, targets, stop)
             s.iteration += 1
             img_per_s = args.batch_size / max(time.perf_counter() - tick, 1e-9)
+            result.lr, result.img_per_s = lr, img_per_s
             nonfinite_run = check_finite(result, nonfinite_run, s.iteration, max_nonfinite)
             if log is not None and result.finite:
                 log.write(s.iteration, result.loss_l, result.loss_c, lr, img_per_s)

@@ -6,7 +6,7 @@ import csv
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from utils.training.engine import Session, StepResult, say
@@ -27,8 +27,8 @@ class VisdomHook:
         if result.finite:
             self.plot.update(s.iteration, result.loss_l, result.loss_c)
 
-    def metric(self, iteration: int, name: str, value: float) -> None:
-        self.plot.metric(iteration, name, value)
+    def validated(self, s: Session, score: Any) -> None:
+        self.plot.metric(s.iteration, score.metric, score.value)
 
     def close(self) -> None:
         self.plot.close()
@@ -39,10 +39,11 @@ class ValidationHook:
     of ``eval_log.csv``, and ``..._best.pth`` (with its sidecar) rewritten atomically when the metric improves.
 
     The best value and iteration live in ``s.extra["best"]``, which ``_last.ckpt`` records, so a resumed run
-    keeps its best.
+    keeps its best. On rank 0 each of ``listeners`` (the visdom and TensorBoard hooks) gets every result:
+    ``validated(s, score)`` with a ``utils.training.validation.ValidationResult``.
     """
 
-    def __init__(self, s: Session, dataset: Any, plot: VisdomHook | None) -> None:
+    def __init__(self, s: Session, dataset: Any, listeners: Sequence[Any] = ()) -> None:
         from utils.training.validation import Validator
 
         args = s.args
@@ -53,7 +54,7 @@ class ValidationHook:
         )  # fmt: skip
         self.every = args.eval_every
         self.path = os.path.join(args.save_folder, "eval_log.csv")
-        self.plot = plot
+        self.listeners = list(listeners)  # each told of every validation: validated(s, score)
         if s.rt.is_main:
             keep_eval_rows(self.path, s.iteration)
 
@@ -72,8 +73,8 @@ class ValidationHook:
             s.save_weights(f"{s.prefix()}_best.pth")
         note = " (best so far)" if improved else f" (best {best['value']:.4f} at {best['iteration']})" if best else ""
         say(s.rt, f"validation at iteration {s.iteration}: {score.metric} {score.value:.4f}{note}")
-        if self.plot is not None:
-            self.plot.metric(s.iteration, score.metric, score.value)
+        for listener in self.listeners:
+            listener.validated(s, score)
 
     def close(self) -> None:
         return None
@@ -96,12 +97,16 @@ def keep_eval_rows(path: str, upto: int) -> None:
 def build(s: Session, open_eval_dataset: Callable[[str], Any]) -> list[Any]:
     """The hooks this run's flags ask for; ``open_eval_dataset(sets)`` opens the validation split."""
     hooks: list[Any] = []
-    plot = VisdomHook(s) if s.args.visdom and s.rt.is_main else None
-    if plot is not None:
-        hooks.append(plot)
-    if s.args.eval_every > 0:
-        started = time.perf_counter()
-        hooks.append(ValidationHook(s, open_eval_dataset(s.args.eval_sets), plot))
+    if s.args.visdom and s.rt.is_main:
+        hooks.append(VisdomHook(s))
+    started = time.perf_counter()
+    eval_dataset = open_eval_dataset(s.args.eval_sets) if s.args.eval_every > 0 else None
+    if s.args.tensorboard and s.rt.is_main:
+        from utils.training.tensorboard_log import TensorBoardHook
+
+        hooks.append(TensorBoardHook(s, eval_dataset))
+    if eval_dataset is not None:
+        hooks.append(ValidationHook(s, eval_dataset, [h for h in hooks if hasattr(h, "validated")]))
         say(s.rt, f"validation on {s.args.eval_sets} every {s.args.eval_every} iterations "
                   f"(set up in {time.perf_counter() - started:.1f} s)")  # fmt: skip
     return hooks

@@ -24,7 +24,8 @@ DATA_ORDER = ("seed", "batch_size", "image_sets")
 SOLVER = ("lr", "momentum", "weight_decay", "gamma", "lr_steps", "warmup", "clip_grad", "max_iter", "amp")
 COMMAND_LINE = (
     "dataset_root", "save_folder", "resume", "start_iter", "overwrite", "basenet", "cuda", "num_workers",
-    "visdom", "visdom_server", "visdom_port", "log_every", "save_every", "eval_every", "eval_sets", "eval_images",
+    "visdom", "visdom_server", "visdom_port", "tensorboard", "log_every", "save_every", "eval_every", "eval_sets",
+    "eval_images",
 )  # fmt: skip
 RULES: dict[str, str] = {
     **dict.fromkeys(MODEL, "model"),
