@@ -8,7 +8,11 @@ the weights (or a full checkpoint); a bare classic ``.pth`` takes them from ``--
 
 Writes ``SAVE_FOLDER/<image stem>_det.jpg`` per picture and ``SAVE_FOLDER/detections.json``:
 ``[{"image": path, "width": w, "height": h, "detections": [{"label", "score", "box": [x1, y1, x2, y2]}]}]`` with
-the detections scoring at least ``--visual_threshold``, boxes in 0-based pixels clipped to the image.
+the detections scoring at least ``--visual_threshold``, boxes in 0-based pixels clipped to the image. Inputs whose
+stems clash (``x.jpg`` and ``x.png``, ``a/x.jpg`` and ``b/x.jpg``) are named by their path from the folder they
+share instead (``x_jpg_det.jpg``, ``a_x_jpg_det.jpg``; see :func:`output_names`), so no output replaces another.
+At the start the previous run's outputs of these inputs and its detections.json are removed; detections.json is
+written atomically at the end, so a run cut short never leaves an old one behind as if it were its own.
 A picture that cannot be read is skipped with one warning line; the others are still written, and the exit code
 is 1. The same inference is a Python call: ``utils.inference.detect_images``.
 
@@ -22,10 +26,13 @@ OpenCV cannot write MPEG-4) and ``SAVE_FOLDER/<stem>_det.jsonl``, one line per f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cv2
@@ -37,8 +44,10 @@ from data.voc0712 import IMAGE_EXTENSIONS
 from utils.checkpoint import load_model
 from utils.cli import EXIT_SIGINT, add_device_flags, autocast, choose_device, run_main
 from utils.inference import Detection, detect_images, draw_detections
+from utils.training.state import atomic_write_text
 from utils.video import (
     VIDEO_EXTENSIONS,
+    WRITER_FORMATS,
     VideoReadError,
     annotate_video,
     detection_dicts,
@@ -48,6 +57,7 @@ from utils.video import (
 )
 
 PROG = "test.py"
+DETECTIONS_JSON = "detections.json"
 
 
 def camera_source(value: str) -> int | str:
@@ -116,6 +126,36 @@ def collect_images(paths: Sequence[str]) -> list[str]:
     return found
 
 
+def output_names(paths: Sequence[str]) -> dict[str, str]:
+    """The name of each input's output files (``SAVE_FOLDER/<name>_det.jpg``; ``<name>_det.mp4`` for a video).
+
+    An input whose stem no other input has keeps it (``photo.jpg`` → ``photo``). Inputs whose stems clash, ignoring
+    case as some disks do, are named by their path from the folder they share, separators and dots as ``_``
+    (``x.jpg`` and ``x.png`` → ``x_jpg`` and ``x_png``; ``a/x.jpg`` and ``b/x.jpg`` → ``a_x_jpg`` and ``b_x_jpg``);
+    a name that is still taken gets ``_2``, ``_3``… in input order. The same file given twice keeps one name.
+    """
+    files = list(dict.fromkeys(os.path.abspath(p) for p in paths))
+    stems = {f: os.path.splitext(os.path.basename(f))[0] for f in files}
+    counts = Counter(stem.casefold() for stem in stems.values())
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        if counts[stems[f].casefold()] > 1:
+            groups.setdefault(stems[f].casefold(), []).append(f)
+    wanted = {f: stems[f] for f in files}
+    for group in groups.values():
+        common = os.path.commonpath([os.path.dirname(f) for f in group])
+        wanted.update({f: re.sub(r"[\\/.:]", "_", os.path.relpath(f, common)) for f in group})
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for f in sorted(files, key=lambda f: counts[stems[f].casefold()] > 1):  # plain stems claim their names first
+        name, n = wanted[f], 2
+        while name.casefold() in taken:
+            name, n = f"{wanted[f]}_{n}", n + 1
+        taken.add(name.casefold())
+        names[f] = name
+    return {p: names[os.path.abspath(p)] for p in paths}
+
+
 def detection_record(path: str, img: np.ndarray, dets: list[Detection], names: Sequence[str]) -> dict[str, Any]:
     """One entry of detections.json."""
     h, w = img.shape[:2]
@@ -142,15 +182,16 @@ def read_pictures(paths: Sequence[str]) -> tuple[list[str], list[np.ndarray], li
 
 
 def detect_and_save(
-    net: nn.Module, paths: Sequence[str], names: Sequence[str], args: argparse.Namespace
+    net: nn.Module, paths: Sequence[str], names: Sequence[str], args: argparse.Namespace, outputs: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Detect in every picture, write its annotated copy; returns the detections.json records and the skipped."""
+    """Detect in every picture, write its annotated copy to ``outputs[path]``; returns the detections.json records
+    and the skipped."""
     records, skipped = [], []
     for start in range(0, len(paths), args.batch_size):
         chunk, images, bad = read_pictures(paths[start : start + args.batch_size])
         skipped += bad
         for path, img, dets in zip(chunk, images, detect_images(net, images, args.visual_threshold, args.batch_size)):
-            out = os.path.join(args.save_folder, f"{os.path.splitext(os.path.basename(path))[0]}_det.jpg")
+            out = outputs[path]
             if not cv2.imwrite(out, draw_detections(img, dets, names)):
                 raise OSError(f"cannot write {out}")
             records.append(detection_record(path, img, dets, names))
@@ -158,23 +199,50 @@ def detect_and_save(
     return records, skipped
 
 
+def picture_outputs(paths: Sequence[str], folder: str) -> dict[str, str]:
+    """Each picture's annotated copy in ``folder`` (:func:`output_names`)."""
+    return {path: os.path.join(folder, f"{name}_det.jpg") for path, name in output_names(paths).items()}
+
+
+def stream_outputs(sources: Sequence[int | str], folder: str) -> dict[int | str, str]:
+    """Each video's or camera's output stem in ``folder`` (``<stem>.mp4`` or ``.avi``, and ``<stem>.jsonl``)."""
+    labels = [source_name(s) if isinstance(s, int) else s for s in sources]  # a camera is named camera<N>
+    names = output_names(labels)
+    return {s: os.path.join(folder, f"{names[label]}_det") for s, label in zip(sources, labels)}
+
+
+def remove_previous_outputs(pictures: Sequence[str], streams: Sequence[int | str], folder: str) -> None:
+    """Remove what an earlier run wrote for these inputs (annotated copies, videos, JSON lines, detections.json):
+    an output left from before must not pass for this run's when the run is cut short."""
+    stale = list(picture_outputs(pictures, folder).values())
+    stale += [os.path.join(folder, DETECTIONS_JSON)] if pictures else []
+    for stem in stream_outputs(streams, folder).values():
+        stale += [stem + ext for _, ext in WRITER_FORMATS] + [stem + ".jsonl"]
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
 def detect_pictures(net: nn.Module, paths: Sequence[str], names: Sequence[str], args: argparse.Namespace) -> list[str]:
-    """Annotate the pictures and write detections.json; returns the pictures skipped as unreadable."""
-    records, skipped = detect_and_save(net, paths, names, args)
-    json_path = os.path.join(args.save_folder, "detections.json")
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(records, f, indent=2)
+    """Annotate the pictures and write detections.json (atomically); returns the pictures skipped as unreadable."""
+    records, skipped = detect_and_save(net, paths, names, args, picture_outputs(paths, args.save_folder))
+    json_path = os.path.join(args.save_folder, DETECTIONS_JSON)
+    atomic_write_text(json_path, json.dumps(records, indent=2))
     print(f"wrote {json_path}: {len(records)} picture(s), {len(skipped)} skipped as unreadable")
     return skipped
 
 
 def detect_stream(
-    net: nn.Module, source: int | str, names: Sequence[str], args: argparse.Namespace, camera: bool = False
+    net: nn.Module,
+    source: int | str,
+    names: Sequence[str],
+    args: argparse.Namespace,
+    out_stem: str,
+    camera: bool = False,
 ) -> str:
-    """Annotate one video file, or the ``--camera`` source, into SAVE_FOLDER; returns why it stopped ("end", "q"
-    or "interrupt")."""
+    """Annotate one video file, or the ``--camera`` source, into ``out_stem`` + ``.mp4``/``.avi`` and ``.jsonl``;
+    returns why it stopped ("end", "q" or "interrupt")."""
     live = isinstance(source, int)
-    out_stem = os.path.join(args.save_folder, f"{source_name(source)}_det")
     if camera:
         print(f"reading {'camera ' if live else ''}{source}: Ctrl-C (or q in the window) stops")
     summary = annotate_video(
@@ -207,17 +275,24 @@ def run(args: argparse.Namespace) -> tuple[list[str], bool]:
     model.detect.conf_thresh = min(model.detect.conf_thresh, args.visual_threshold)  # a lower threshold sees more
     print(model.description)
     os.makedirs(args.save_folder, exist_ok=True)
+    remove_previous_outputs(pictures, streams(videos, args.camera), args.save_folder)
     with autocast(device, args.amp):
         return detect_all(model, model.facts, pictures, videos, args)
+
+
+def streams(videos: Sequence[str], camera: int | str | None) -> list[int | str]:
+    """The video files, then the ``--camera`` source when there is one."""
+    return [*videos, *([] if camera is None else [camera])]
 
 
 def detect_all(
     net: nn.Module, facts: Any, pictures: Sequence[str], videos: Sequence[str], args: argparse.Namespace
 ) -> tuple[list[str], bool]:
     skipped = detect_pictures(net, pictures, facts.class_names, args) if pictures else []
+    out_stems = stream_outputs(streams(videos, args.camera), args.save_folder)
     for path in videos:
         try:
-            stopped = detect_stream(net, path, facts.class_names, args)
+            stopped = detect_stream(net, path, facts.class_names, args, out_stems[path])
         except VideoReadError as exc:
             reason = str(exc).removeprefix(f"{path}: ")
             print(f"{PROG}: warning: skipping {path}: {reason}", file=sys.stderr)
@@ -226,7 +301,8 @@ def detect_all(
         if stopped == "interrupt":
             return skipped, True
     if args.camera is not None:
-        detect_stream(net, args.camera, facts.class_names, args, camera=True)  # any stop is a normal end for a camera
+        # any stop is a normal end for a camera
+        detect_stream(net, args.camera, facts.class_names, args, out_stems[args.camera], camera=True)
     return skipped, False
 
 

@@ -427,6 +427,26 @@ def test_unknown_class_exits_clearly(
     assert "b.xml" in err and "class 'person'" in err and "not in the class list" in err
 
 
+def test_ctrl_c_exits_130_in_one_line_and_leaves_no_previous_results(
+    tmp_path: Path, voc_root: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A run cut short must not leave the previous run's results.json as if it were its own."""
+    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _voc_oracle(TINY_CLASSES))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "run_inference", interrupted)
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "results.json").write_text('{"mAP": 0.9, "metric": "voc07"}')
+    argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--save_folder", str(out)]
+    assert ev.main(argv + ["--num_workers", "0", "--cuda", "false"]) == 130
+    assert capsys.readouterr().err == "eval.py: interrupted\n"
+    assert not (out / "results.json").exists()
+
+
 def test_missing_checkpoint_exits_clearly(tmp_path: Path, voc_root: Path, fail_line: Callable[..., str]) -> None:
     argv = ["--voc_root", str(voc_root), "--trained_model", str(tmp_path / "none.pth")]
     err = fail_line(ev.main, argv + ["--save_folder", str(tmp_path / "out")])
@@ -532,6 +552,22 @@ def test_coco_split_without_ground_truth_skips_the_analysis(
     assert ev.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--batch_size", "2"]) == 0
     assert "error analysis skipped: the split has no ground truth" in capsys.readouterr().out
     assert not (out / "results.json").exists() and not any((out / name).exists() for name in ANALYSIS_PICTURES)
+
+
+def test_a_coco_split_with_only_crowd_regions_has_no_ground_truth(
+    tmp_path: Path, coco_root: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Crowd regions are not objects to find: nothing to score against, as for a split without annotations."""
+    ann_file = coco_root / "annotations" / "instances_val2014.json"
+    data = json.loads(ann_file.read_text())
+    data["annotations"] = [{**ann, "iscrowd": 1} for ann in data["annotations"]]
+    ann_file.write_text(json.dumps(data))
+    _use_oracle(monkeypatch, [f"class{c}" for c in COCO_CAT_IDS], _coco_oracle, dataset="COCO")
+    out = tmp_path / "eval"
+    argv = ["--dataset", "COCO", "--coco_root", str(coco_root), "--trained_model", str(fake_weights)]
+    assert ev.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--analysis", "false"]) == 0
+    assert "val2014 has no annotations" in capsys.readouterr().out and not (out / "results.json").exists()
 
 
 # ----------------------------------------------------------------------------- end to end on synthetic data

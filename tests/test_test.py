@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -77,7 +78,7 @@ def test_writes_annotated_images_and_json(
     records = json.loads((out / "detections.json").read_text())
     assert [Path(r["image"]).stem for r in records] == ["one", "two", "three"]
     assert records[2]["image"] == str(single)
-    net = load_model(model_file, top_k=5)
+    net = load_model(model_file, classes=NAMES, top_k=5)
     for record in records:
         stem = Path(record["image"]).stem
         img = images[stem]
@@ -241,3 +242,57 @@ def test_bad_classes_file(tmp_path: Path, model_file: Path, fail_line: Callable[
     background.write_text("__Background__\ncircle\n")
     err = fail_line(script.main, [str(pic), "--trained_model", str(model_file), "--classes", str(background)])
     assert "background.txt:1" in err and "'__Background__' is implicit (class 0)" in err
+
+
+def test_output_names_are_unique_per_input() -> None:
+    """A picture keeps ``<stem>`` unless another input has that stem; then both are named by their path."""
+    names = script.output_names(["photo.jpg", "x.jpg", "x.png", "a/y.jpg", "b/y.jpg", "b/y.jpg", "x_jpg.gif"])
+    assert names == {
+        "photo.jpg": "photo", "x.jpg": "x_jpg_2", "x.png": "x_png", "a/y.jpg": "a_y_jpg", "b/y.jpg": "b_y_jpg",
+        "x_jpg.gif": "x_jpg",  # no stem clash: it keeps its name, and x.jpg's path-name takes a number
+    }  # fmt: skip
+    assert script.output_names(["Q.jpg", "q.JPG"]) == {"Q.jpg": "Q_jpg", "q.JPG": "q_JPG_2"}  # case-blind disks
+    streams = script.stream_outputs(["v/clip.mp4", "w/clip.mp4", "walk.avi", 0], "out")
+    assert streams == {"v/clip.mp4": os.path.join("out", "v_clip_mp4_det"),
+                       "w/clip.mp4": os.path.join("out", "w_clip_mp4_det"),
+                       "walk.avi": os.path.join("out", "walk_det"), 0: os.path.join("out", "camera0_det")}  # fmt: skip
+
+
+def test_pictures_with_the_same_stem_keep_their_own_outputs(
+    tmp_path: Path, model_file: Path, classes_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(script, "detect_images", lambda net, images, *args: [[] for _ in images])  # names only
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    sizes = {"x.jpg": (40, 50), "x.png": (30, 60), "a/y.jpg": (20, 30), "b/y.jpg": (50, 20), "z.jpg": (30, 30)}
+    for i, (name, (h, w)) in enumerate(sizes.items()):
+        _image(tmp_path / name, h, w, 10 + i)
+    argv = [*sizes, "--trained_model", str(model_file), "--classes", str(classes_file), "--save_folder", "out"]
+    assert script.main(argv + ["--cuda", "false"]) == 0
+    outputs = {"x.jpg": "x_jpg", "x.png": "x_png", "a/y.jpg": "a_y_jpg", "b/y.jpg": "b_y_jpg", "z.jpg": "z"}
+    assert sorted(os.listdir("out")) == sorted([f"{n}_det.jpg" for n in outputs.values()] + ["detections.json"])
+    for name, stem in outputs.items():
+        assert cv2.imread(f"out/{stem}_det.jpg").shape[:2] == sizes[name]
+    assert [r["image"] for r in json.loads(Path("out/detections.json").read_text())] == list(sizes)
+
+
+def test_ctrl_c_exits_130_in_one_line_and_leaves_no_previous_results(
+    tmp_path: Path, model_file: Path, classes_file: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A run cut short must not leave the previous run's detections.json or annotated copy as if they were its own."""
+    pic, out = tmp_path / "pic.jpg", tmp_path / "out"
+    _image(pic, 40, 40, 9)
+    out.mkdir()
+    for name in ("detections.json", "pic_det.jpg"):
+        (out / name).write_text("from the previous run")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(script, "detect_images", interrupted)
+    argv = [str(pic), "--trained_model", str(model_file), "--classes", str(classes_file), "--save_folder", str(out)]
+    assert script.main(argv + ["--cuda", "false"]) == 130
+    assert capsys.readouterr().err == "test.py: interrupted\n"
+    assert os.listdir(out) == []

@@ -6,6 +6,7 @@ epoch, where the data order matters), so every test takes only a few steps of a 
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import signal
@@ -298,6 +299,54 @@ def test_a_new_run_never_overwrites_another_run(tiny_voc, tmp_path, capsys) -> N
     assert "holds another run" in line and "--resume" in line and "--overwrite true" in line
     assert (folder / "ssd300_VOC_last.ckpt").read_bytes() == before
     assert train.main(_argv(tiny_voc, folder, "--max_iter", "1", "--overwrite", "true")) == 0
+
+
+def test_a_new_run_never_overwrites_another_models_weights(tiny_voc, tmp_path, capsys) -> None:
+    """A folder holding only another model's weights and sidecar (no checkpoint, no log) is another run's too."""
+    folder = tmp_path / "w"
+    folder.mkdir()
+    for name in ("ssd300_VOC_1.pth", "ssd300_VOC_1.json", "ssdlite320_VOC_best.pth"):
+        (folder / name).write_bytes(b"another model")
+    assert exit_code(_argv(tiny_voc, folder, "--max_iter", "1")) == 2
+    assert "holds another run (ssd300_VOC_1.json, ssd300_VOC_1.pth, ssdlite320_VOC_best.pth)" in _one_error_line(capsys)
+    assert all((folder / name).read_bytes() == b"another model" for name in os.listdir(folder))
+
+
+def test_a_save_folder_inside_a_file_is_one_line_naming_it(tiny_voc, tmp_path, capsys) -> None:
+    (tmp_path / "weights").write_text("a file")
+    assert exit_code(_argv(tiny_voc, tmp_path / "weights" / "run", "--max_iter", "1")) == 2
+    assert _one_error_line(capsys).endswith(f"{tmp_path / 'weights'} is a file, not a folder")
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_loses_nothing(tiny_voc, tmp_path, monkeypatch, capsys) -> None:
+    folder = tmp_path / "w"
+    real_save, saves = torch.save, []
+
+    def save_until_the_disk_is_full(obj, f, *args, **kwargs):
+        saves.append(obj)
+        if len(saves) > 2:  # iteration 1 wrote its .pth and _last.ckpt; iteration 2's .pth finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
+    assert exit_code(_argv(tiny_voc, folder, "--max_iter", "2", "--save_every", "1")) == 2
+    monkeypatch.undo()
+    line = _one_error_line(capsys)
+    assert line.endswith(f"No space left on device: '{folder / 'ssd300_VOC_2.pth'}'")
+    assert torch.load(folder / "ssd300_VOC_last.ckpt", weights_only=True)["iteration"] == 1  # --resume goes on
+    assert not (folder / "ssd300_VOC_2.pth").exists() and not [n for n in os.listdir(folder) if n.endswith(".tmp")]
+
+
+def test_a_coco_split_without_annotations_does_not_train(tmp_path, capsys) -> None:
+    import json
+
+    root = tmp_path / "coco"
+    _write_tiny_coco(root)
+    ann = root / "annotations" / "instances_train2014.json"
+    ann.write_text(json.dumps({k: v for k, v in json.loads(ann.read_text()).items() if k != "annotations"}))
+    assert exit_code(_argv(str(root), tmp_path / "w", "--dataset", "COCO", "--max_iter", "1")) == 2
+    assert "COCO split train2014 of" in (line := _one_error_line(capsys)) and "has no annotations to train on" in line
+    assert not (tmp_path / "w").exists()
 
 
 def test_a_state_dict_resume_loads_weights_and_starts_at_start_iter(tiny_voc, tmp_path) -> None:

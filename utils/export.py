@@ -6,8 +6,10 @@
 
 The model is built as it was trained, from the facts recorded beside the weights (``utils.checkpoint``); a bare
 classic ``.pth`` takes the prior config of ``--dataset`` (default VOC). The facts are written beside the exported
-file too (``ssd300.json``: size, class names, prior config), so a deployment knows what the outputs mean.
-The caller's model is left as it was: a copy is exported, on the CPU.
+file too (``ssd300.json``: size, class names, prior config, the digest of the weights), so a deployment knows what
+the outputs mean; a ``.json`` there that describes another model's ``.pth`` is never replaced (exit 2: choose
+another ``--out``). Both files are written atomically. The caller's model is left as it was: a copy is exported,
+on the CPU.
 
 The graph takes ``input [B, 3, size, size]`` (float32; the pictures as the model's preprocessing makes them — for
 VGG16 RGB minus MEANS, exactly what ``data.preprocess`` makes; B is a dynamic axis) and returns
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import os
 import sys
 import warnings
@@ -34,8 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.checkpoint import load_model, write_sidecar
+from utils.checkpoint import WEIGHTS_EXTENSIONS, check_sidecar_owner, load_model, weights_digest, write_sidecar
 from utils.cli import add_bool, run_main
+from utils.training.state import atomic_write_bytes
 
 PROG = "export"
 OPSET = 17
@@ -63,8 +67,8 @@ def _cpu_copy(net: nn.Module) -> nn.Module:
 
 
 def export_onnx(net: nn.Module, out: str | os.PathLike[str], opset: int = OPSET) -> str:
-    """Write ``net`` (an ``ssd.Detector`` or a network) with decoding and softmax as ONNX to ``out``, batch axis
-    dynamic.
+    """Write ``net`` (an ``ssd.Detector`` or a network) with decoding and softmax as ONNX to ``out`` (atomically),
+    batch axis dynamic.
 
     ``net`` is not changed: a CPU copy in eval mode is exported.
 
@@ -74,18 +78,20 @@ def export_onnx(net: nn.Module, out: str | os.PathLike[str], opset: int = OPSET)
     model = decoded(_cpu_copy(net)).eval()
     example = torch.zeros(2, 3, net.size, net.size)
     out = os.fspath(out)
+    graph = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy exporter says it is legacy
         torch.onnx.export(
             model,
             (example,),
-            out,
+            graph,
             input_names=["input"],
             output_names=["boxes", "scores"],
             dynamic_axes={"input": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}},
             opset_version=opset,
             dynamo=False,  # the TorchScript exporter: fast, and needs no onnxscript
         )
+    atomic_write_bytes(out, graph.getvalue())
     return out
 
 
@@ -224,7 +230,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
+    if os.path.splitext(args.out)[1].lower() in (*WEIGHTS_EXTENSIONS, ".json"):
+        raise ValueError(f"--out {args.out}: expected an ONNX file name such as model.onnx, not a weights or sidecar "
+                         "name")  # fmt: skip
     net = _model_to_export(args)
+    weights = net.net.state_dict() if net.facts is not None else None
+    if weights is not None:  # before anything is written
+        check_sidecar_owner(args.out, weights_digest(weights))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     export_onnx(net, args.out, args.opset)
     print(
@@ -232,7 +244,7 @@ def export(args: argparse.Namespace) -> int:
         f"scores [B,{net.priors.shape[0]},{net.num_classes}]"
     )
     if net.facts is not None:
-        print(f"wrote {write_sidecar(args.out, net.facts)}: the model facts (size, class names, prior config)")
+        print(f"wrote {write_sidecar(args.out, net.facts, weights)}: the model facts (size, class names, priors)")
     if args.check:
         box_diff, score_diff = check_against_torch(net, args.out)
         print(f"onnxruntime vs PyTorch, max abs diff: boxes {box_diff:.2e}, scores {score_diff:.2e}")

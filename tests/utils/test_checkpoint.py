@@ -27,6 +27,7 @@ from utils.checkpoint import (
     read_sidecar,
     resolve_facts,
     sidecar_path,
+    weights_digest,
     write_sidecar,
 )
 
@@ -325,9 +326,78 @@ def test_sidecar_without_dataset_checks_the_priors(tmp_path: Path, sd3: dict[str
         resolve_facts(path, sd3, {}, dataset="VOC")
 
 
-def test_sidecar_that_does_not_fit_the_weights_names_keys(tmp_path: Path, sd3_file: Path) -> None:
+def test_a_sidecar_listing_another_class_count_names_both_files(tmp_path: Path, sd3_file: Path) -> None:
+    """Said before anything else, --classes or not: the fix is the sidecar, not a class list."""
     path = tmp_path / "ssd300_3.pth"
     path.write_bytes(sd3_file.read_bytes())
-    write_sidecar(path, ModelFacts(300, False, VOC_CLASSES, voc))
-    with pytest.raises(CheckpointError, match="does not fit SSD300 with 21 classes .*conf.0.weight checkpoint"):
+    write_sidecar(path, ModelFacts(300, False, VOC_CLASSES, voc))  # no digest, as sidecars written before them
+    for classes in (None, ["circle", "square"]):
+        with pytest.raises(CheckpointError) as info:
+            load_model(path, classes=classes)
+        message = str(info.value)
+        assert message.startswith(f"{tmp_path / 'ssd300_3.json'} lists 20 classes but {path} scores 2")
+        assert "conf.0.weight" in message and "--classes" not in message and "\n" not in message
+
+
+def test_a_sidecar_with_other_priors_names_the_keys(tmp_path: Path, sd3_file: Path) -> None:
+    path = tmp_path / "ssd300_3.pth"
+    path.write_bytes(sd3_file.read_bytes())
+    write_sidecar(path, ModelFacts(300, False, ("circle", "square"), CUSTOM_RATIOS))
+    with pytest.raises(CheckpointError, match="does not fit SSD300 with 3 classes and custom priors: .*loc.0.weight"):
         load_model(path)
+
+
+def _changed(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``sd`` with one number changed."""
+    other = dict(sd)
+    other["L2Norm.weight"] = sd["L2Norm.weight"].clone()
+    other["L2Norm.weight"][0] += 1
+    return other
+
+
+def test_a_sidecar_records_the_digest_of_its_weights_and_is_checked_on_load(tmp_path: Path) -> None:
+    sd3 = _fake_sd(6, 3)  # the heads of an SSD300 with 2 classes: all the checks read
+    path, sidecar = tmp_path / "m.pth", tmp_path / "m.json"
+    torch.save(sd3, path)
+    facts = ModelFacts(300, False, ("circle", "square"), voc, "VOC")
+    write_sidecar(path, facts, sd3)
+    record = json.loads(sidecar.read_text())
+    assert record["weights_sha256"] == weights_digest(sd3) and len(record["weights_sha256"]) == 64
+    assert weights_digest(_changed(sd3)) != weights_digest(sd3)
+    # the tensors decide, not the file: a full checkpoint of the same weights, saved from DDP, agrees
+    torch.save({"model": {f"module.{k}": v for k, v in sd3.items()}, "iteration": 1}, tmp_path / "m_last.ckpt")
+    assert weights_digest(read_checkpoint(tmp_path / "m_last.ckpt")[0]) == record["weights_sha256"]
+    assert resolve_facts(path, *read_checkpoint(path))[0] == facts
+    torch.save(_changed(sd3), path)  # other weights of the same shapes beside the sidecar
+    with pytest.raises(CheckpointError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert message.startswith(f"{sidecar} describes other weights than {path}") and "\n" not in message
+    del record["weights_sha256"]  # a sidecar written before digests were recorded still loads
+    sidecar.write_text(json.dumps(record))
+    assert resolve_facts(path, *read_checkpoint(path))[0] == facts
+    sidecar.write_text(json.dumps(record | {"weights_sha256": "abc"}))
+    with pytest.raises(CheckpointError, match="m.json: .*'weights_sha256': expected 64 hex digits"):
+        read_sidecar(path)
+
+
+def test_a_writer_never_replaces_the_sidecar_of_another_weights_file(tmp_path: Path) -> None:
+    sd3 = _fake_sd(6, 3)
+    weights, sidecar = tmp_path / "m.pth", tmp_path / "m.json"
+    torch.save(sd3, weights)
+    facts = ModelFacts(300, False, ("circle", "square"), voc, "VOC")
+    write_sidecar(weights, facts, sd3)
+    before = sidecar.read_bytes()
+    other, other_facts = _changed(sd3), ModelFacts(300, False, ("cat", "dog"), voc, "VOC")
+    for _ in range(2):  # with its digest, then as written before digests: taken for the weights beside it
+        with pytest.raises(CheckpointError) as info:
+            write_sidecar(tmp_path / "m.onnx", other_facts, other)
+        assert str(info.value).startswith(f"refusing to replace {sidecar}: it describes the weights in {weights}")
+        assert sidecar.read_bytes() == before
+        sidecar.write_text(json.dumps({k: v for k, v in json.loads(before).items() if k != "weights_sha256"}))
+        before = sidecar.read_bytes()
+    write_sidecar(tmp_path / "m.onnx", facts, sd3)  # the same weights: their sidecar, now with the digest
+    assert json.loads(sidecar.read_text())["weights_sha256"] == weights_digest(sd3)
+    torch.save(other, weights)  # what train.py does at each save: the weights first, then their sidecar
+    write_sidecar(weights, other_facts, other)
+    assert read_sidecar(weights) == other_facts

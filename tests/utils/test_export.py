@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -148,3 +150,49 @@ def test_cli_builds_from_the_sidecar_and_writes_it_beside_the_export(monkeypatch
     (model,) = exported
     assert torch.equal(model.priors, PriorBox(cfg).forward()) and model.priors.shape == (11640, 4)
     assert read_sidecar(out) == facts
+
+
+def test_export_never_replaces_the_sidecar_of_another_models_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, fail_line
+) -> None:
+    """``--out deploy/m.onnx`` beside another model's ``deploy/m.pth``: its ``m.json`` is that model's (its digest
+    says so); the export stops before writing anything. An ``--out`` named like weights is refused too."""
+    from data.config import voc
+    from utils.checkpoint import ModelFacts, read_sidecar, write_sidecar
+
+    monkeypatch.setattr(torch.onnx, "export", lambda *args, **kwargs: None)
+    torch.manual_seed(0)
+    state = build_ssd("train", 300, 3).state_dict()
+    other = dict(state, **{"L2Norm.weight": state["L2Norm.weight"] + 1})
+    (tmp_path / "deploy").mkdir()
+    theirs, mine = tmp_path / "deploy" / "m.pth", tmp_path / "mine.pth"
+    torch.save(state, theirs)
+    write_sidecar(theirs, ModelFacts(300, False, ("circle", "square"), voc, "VOC"), state)
+    torch.save(other, mine)
+    write_sidecar(mine, ModelFacts(300, False, ("cat", "dog"), voc, "VOC"), other)
+    before = (tmp_path / "deploy" / "m.json").read_bytes()
+    line = fail_line(export.main, ["--trained_model", str(mine), "--out", str(tmp_path / "deploy" / "m.onnx")])
+    assert line.startswith(f"export: error: refusing to replace {tmp_path / 'deploy' / 'm.json'}: it describes the "
+                           f"weights in {theirs}")  # fmt: skip
+    assert (tmp_path / "deploy" / "m.json").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "deploy").iterdir()) == ["m.json", "m.pth"]
+    line = fail_line(export.main, ["--trained_model", str(mine), "--out", str(theirs)])
+    assert f"--out {theirs}: expected an ONNX file name" in line
+    assert read_sidecar(theirs).class_names == ("circle", "square") and theirs.read_bytes()[:2] == b"PK"
+
+
+def test_an_unwritable_out_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path, fail_line) -> None:
+    import errno
+    import tempfile
+
+    monkeypatch.setattr(torch.onnx, "export", lambda *args, **kwargs: None)
+    (tmp_path / "file").write_text("not a folder")
+    base = ["--trained_model", "none", "--check", "false", "--out"]
+    assert str(tmp_path / "file") in fail_line(export.main, [*base, str(tmp_path / "file" / "m.onnx")])
+
+    def permission_denied(*args, dir: str, **kwargs):  # noqa: A002 - tempfile's name
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, ".m.onnx.1.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", permission_denied)
+    line = fail_line(export.main, [*base, str(tmp_path / "m.onnx")])
+    assert line == f"export: error: [Errno 13] Permission denied: {str(tmp_path / 'm.onnx')!r}"

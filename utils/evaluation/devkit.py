@@ -12,16 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from data.voc0712 import read_voc_xml, voc_objects
+from data.voc0712 import read_image_set, read_voc_xml, voc_objects
 from utils.evaluation.voc import ClassResult, ImageDetections, eval_class
+from utils.training.state import atomic_write_text
 
 Annotations = dict[str, list[dict[str, Any]]]  # image id → objects {"name", "difficult", "bbox" 1-based}
-
-
-def read_image_set(imagesetfile: str) -> list[str]:
-    """Image ids of an ImageSets file: the first word of each non-blank line."""
-    with open(imagesetfile, encoding="utf-8") as f:
-        return [line.split()[0] for line in f if line.strip()]
 
 
 def parse_rec(filename: str) -> list[dict[str, Any]]:
@@ -56,10 +51,7 @@ def load_annotations(annopath: str, imagesetfile: str, cachedir: str) -> Annotat
     annotations = {image_id: parse_rec(annopath.format(image_id)) for image_id in image_ids}
     if cache:
         os.makedirs(cachedir, exist_ok=True)
-        tmp = f"{cache}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(annotations, f)
-        os.replace(tmp, cache)
+        atomic_write_text(cache, json.dumps(annotations))
     return annotations
 
 

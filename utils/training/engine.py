@@ -90,12 +90,14 @@ class Session:
         }
 
     def save_weights(self, path: str) -> None:
-        """The model's state_dict (classic format) to ``path`` and its sidecar beside it, atomically (rank 0)."""
+        """The model's state_dict (classic format) to ``path`` and its sidecar, with the weights' digest, beside it,
+        atomically (rank 0)."""
         from utils.checkpoint import write_sidecar
 
         if self.rt.is_main:
-            atomic_save(cpu_state(self.net), path)
-            write_sidecar(path, self.facts)
+            state = cpu_state(self.net)
+            atomic_save(state, path)
+            write_sidecar(path, self.facts, state)
 
     def save(self) -> None:
         """Write ``..._{iteration}.pth`` and ``..._last.ckpt`` for the current iteration (rank 0 only)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from utils.training.engine import Session, StepResult, say
 from utils.training.runtime import worker_count
+from utils.training.state import EVAL_LOG, atomic_write_text
 
 EVAL_COLUMNS = ("iter", "metric", "value", "seconds")
 
@@ -53,7 +55,7 @@ class ValidationHook:
             num_workers=min(2, worker_count(args.num_workers)), rt=s.rt,
         )  # fmt: skip
         self.every = args.eval_every
-        self.path = os.path.join(args.save_folder, "eval_log.csv")
+        self.path = os.path.join(args.save_folder, EVAL_LOG)
         self.listeners = list(listeners)  # each told of every validation: validated(s, score)
         if s.rt.is_main:
             keep_eval_rows(self.path, s.iteration)
@@ -81,17 +83,17 @@ class ValidationHook:
 
 
 def keep_eval_rows(path: str, upto: int) -> None:
-    """Start ``eval_log.csv`` (header), or drop the rows past iteration ``upto`` that a resumed run redoes."""
+    """Start ``eval_log.csv`` (header), or drop the rows past iteration ``upto`` that a resumed run redoes; the
+    kept rows replace the file atomically, so a kill or a full disk at that moment leaves the old log whole."""
     rows = []
     if upto > 0 and os.path.isfile(path):
         with open(path, newline="") as f:
             rows = [r for r in list(csv.reader(f))[1:] if len(r) == len(EVAL_COLUMNS) and int(r[0]) <= upto]
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(EVAL_COLUMNS)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(EVAL_COLUMNS)
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def build(s: Session, open_eval_dataset: Callable[[str], Any]) -> list[Any]:

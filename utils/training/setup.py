@@ -13,14 +13,14 @@ import torch
 from torch import Tensor, nn
 
 from data import MEANS, get_config
-from data.splits import open_split
+from data.splits import open_split, split_parts
 from utils.checkpoint import ModelFacts, build_from_facts, facts_from_meta, fit_report, read_checkpoint, same_priors
 from utils.cli import read_class_names
 from utils.training.engine import Session, TrainError, say
 from utils.training.resume import solver_changed
 from utils.training.runtime import Runtime
 from utils.training.schedule import WarmupMultiStepLR
-from utils.training.state import restore_rng_state
+from utils.training.state import restore_rng_state, run_files
 
 DEFAULT_BASENET = os.path.join("weights", "vgg16_reducedfc.pth")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,7 +41,12 @@ def open_dataset(args: argparse.Namespace, transform: Any, image_sets: str, vali
     ``--classes`` (VOC layout) or the data. For training, bad samples are skipped and difficult objects left out;
     for ``validation`` it reads as eval.py does: difficult objects kept, and a broken file is an error."""
     names = read_class_names(args.classes) if args.classes else None
-    return open_split(args.dataset, args.dataset_root, image_sets, transform, names, validation)
+    split = open_split(args.dataset, args.dataset_root, image_sets, transform, names, validation)
+    empty = [part for part in split_parts(split) if not getattr(part, "has_ground_truth", True)]
+    if empty and not validation:  # it would train to the end at loss 0
+        raise TrainError(f"COCO split {empty[0].image_set} of {args.dataset_root} has no annotations to train on (a "
+                         "test split?): choose annotated splits with --image_sets")  # fmt: skip
+    return split
 
 
 def check_annotation_classes(base: Any, classes_file: str) -> None:
@@ -161,14 +166,24 @@ def resumed_facts(args: argparse.Namespace, meta: Mapping[str, Any], fresh: Mode
 
 
 def guard_save_folder(args: argparse.Namespace) -> None:
-    """A new run never overwrites another run's checkpoint or log unless ``--overwrite true``."""
-    if args.resume or args.overwrite or not os.path.isdir(args.save_folder):
-        return
-    taken = sorted(n for n in os.listdir(args.save_folder) if n.endswith("_last.ckpt") or n == "train_log.csv")
+    """``--save_folder`` is a folder this process may write (or one it may make), checked before any work; and a new
+    run (no ``--resume``) never overwrites another run's files unless ``--overwrite true``: weights, sidecars,
+    checkpoints, logs, plots and TensorBoard events of a model of any name (``state.is_run_file``)."""
+    folder = args.save_folder
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):  # where os.makedirs will start
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "" if existing == os.path.abspath(folder) else f": {existing}"
+        raise TrainError(f"--save_folder {folder}{what} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TrainError(f"--save_folder {folder}: cannot write in {existing} (permission denied)")
+    taken = [] if args.resume or args.overwrite else run_files(folder)
     if taken:
+        shown = ", ".join(taken[:4]) + (f", … (+{len(taken) - 4} more)" if len(taken) > 4 else "")
         raise TrainError(
-            f"--save_folder {args.save_folder} holds another run ({', '.join(taken)}): continue it with --resume, "
-            "choose another --save_folder, or pass --overwrite true to replace it"
+            f"--save_folder {folder} holds another run ({shown}): continue it with --resume, choose another "
+            "--save_folder, or pass --overwrite true to replace it"
         )
 
 

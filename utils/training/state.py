@@ -1,17 +1,43 @@
-"""Training state on disk: atomic writes (torch objects, text) and RNG states that load with
-``torch.load(..., weights_only=True)``."""
+"""Training state on disk: the names of the files a run writes, atomic writes (torch objects, text, bytes) and
+RNG states that load with ``torch.load(..., weights_only=True)``."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
+import re
 import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+
+# What a training run writes into its save folder besides its weights (see is_run_file).
+TRAIN_LOG = "train_log.csv"
+EVAL_LOG = "eval_log.csv"
+LOSS_PLOT = "loss.png"
+TENSORBOARD_DIR = "tensorboard"
+RUN_LOGS = (TRAIN_LOG, EVAL_LOG, LOSS_PLOT, TENSORBOARD_DIR)
+# {stem}_{iteration}.pth and .json, {stem}_best.pth and .json, {stem}_last.ckpt, for any model stem: ssd300_VOC,
+# ssd512_COCO, ssdlite320_VOC ...
+_RUN_WEIGHTS = re.compile(r"[A-Za-z]+\d+_[A-Za-z0-9]+_(?:(?:\d+|best)\.(?:pth|json)|last\.ckpt)")
+
+
+def is_run_file(name: str) -> bool:
+    """Whether ``name``, a file or folder in a save folder, is one a training run writes, for a model of any name:
+    ``{stem}_{iteration}.pth`` with its ``.json`` sidecar, ``{stem}_best.pth`` / ``.json``, ``{stem}_last.ckpt``
+    (stems such as ``ssd300_VOC`` or ``ssdlite320_COCO``), and the logs of :data:`RUN_LOGS`."""
+    return name in RUN_LOGS or _RUN_WEIGHTS.fullmatch(name) is not None
+
+
+def run_files(folder: str) -> list[str]:
+    """The names in ``folder`` that a training run writes (:func:`is_run_file`), sorted; [] when there is no such
+    folder. Other files (a base network, exported models, notes) are not listed."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(name for name in os.listdir(folder) if is_run_file(name))
 
 
 def atomic_save(obj: Any, path: str) -> None:
@@ -27,12 +53,40 @@ def atomic_save(obj: Any, path: str) -> None:
 
 def atomic_write_text(path: str, text: str, encoding: str = "utf-8") -> None:
     """Write ``text`` to ``path`` as :func:`atomic_save` writes, byte for byte (no newline translation)."""
-    data = text.encode(encoding)
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` as :func:`atomic_save` writes."""
     _atomic_write(path, lambda f: f.write(data))
 
 
 def _atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
-    """``write(f)`` into a temporary file beside ``path``, fsync, then ``os.replace`` it over ``path``."""
+    """``write(f)`` into a temporary file beside ``path``, fsync, then ``os.replace`` it over ``path``.
+
+    Raises:
+        OSError naming ``path`` (a full disk, an unwritable or missing folder), whatever file the system call
+        was about: the temporary file is an internal detail.
+    """
+    try:
+        _write_and_replace(path, write)
+    except OSError as err:
+        named = _naming(err, path)
+        if named is err:
+            raise
+        raise named from err
+
+
+def _naming(err: OSError, path: str) -> OSError:
+    """``err`` with ``path`` as its file name, unless it already names a file other than a temporary one of
+    ``path``, e.g. the missing folder (``[Errno 28] No space left on device: 'PATH'``)."""
+    named = err.filename is not None and not os.path.basename(str(err.filename)).startswith(_temp_prefix(path))
+    if named or err.errno is None:
+        return err
+    return type(err)(err.errno, err.strerror, path)
+
+
+def _write_and_replace(path: str, write: Callable[[BinaryIO], Any]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp", dir=folder)

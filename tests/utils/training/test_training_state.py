@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
 import pytest
 import torch
 
-from utils.training.state import atomic_save, capture_rng_state, restore_rng_state
+from utils.training.state import atomic_save, atomic_write_bytes, capture_rng_state, restore_rng_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -42,6 +44,32 @@ def test_a_failed_save_keeps_the_previous_file_and_leaves_no_temporary(tmp_path,
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["iteration"] == 1
     assert os.listdir(tmp_path) == ["a.ckpt"]
+
+
+def test_a_full_disk_or_an_unwritable_folder_names_the_file_being_written(tmp_path, monkeypatch) -> None:
+    """The error names the file the caller asked for, not the hidden temporary file, and the old file stays."""
+    path = str(tmp_path / "ssd300_VOC_10.pth")
+    atomic_save({"iteration": 1}, path)
+
+    def full_disk(obj, f, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def permission_denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".ssd300_VOC_10.pth.1.x.tmp"))
+
+    for target, fault, reason in ((torch, full_disk, "No space left on device"),
+                                  (tempfile, permission_denied, "Permission denied")):  # fmt: skip
+        monkeypatch.setattr(target, "save" if target is torch else "mkstemp", fault)
+        with pytest.raises(OSError) as info:
+            atomic_save({"iteration": 2}, path)
+        monkeypatch.undo()
+        assert str(info.value) == f"[Errno {info.value.errno}] {reason}: {path!r}"
+        assert torch.load(path, weights_only=True) == {"iteration": 1}
+        assert os.listdir(tmp_path) == ["ssd300_VOC_10.pth"]
+    with pytest.raises(FileNotFoundError, match="no_such_folder"):  # a missing folder is named as it is
+        atomic_write_bytes(str(tmp_path / "no_such_folder" / "m.onnx"), b"onnx")
+    atomic_write_bytes(str(tmp_path / "m.onnx"), b"\x08\x07")
+    assert (tmp_path / "m.onnx").read_bytes() == b"\x08\x07"
 
 
 def test_a_process_killed_mid_write_leaves_the_previous_checkpoint_intact(tmp_path) -> None:
