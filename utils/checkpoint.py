@@ -263,19 +263,29 @@ def weights_digest(state_dict: Mapping[str, Tensor]) -> str:
 
 
 def write_sidecar(
-    weights_path: str | os.PathLike[str], facts: ModelFacts, weights: Mapping[str, Tensor] | None = None
+    weights_path: str | os.PathLike[str],
+    facts: ModelFacts,
+    weights: Mapping[str, Tensor] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Write ``facts`` beside ``weights_path`` atomically; returns the path.
 
     Args:
         weights: the state_dict the facts describe; its :func:`weights_digest` is recorded, which ties the
             sidecar to those weights (every writer of the project passes it).
+        extra: further JSON values under keys of their own (a fine-tuned model's ``finetuned_from``); readers of
+            the facts ignore them.
     Raises:
         CheckpointError: the sidecar there describes another weights file's weights
             (:func:`check_sidecar_owner`); nothing is written.
+        ValueError: an ``extra`` key that the facts use.
     """
     path = sidecar_path(weights_path)
     record = facts.to_dict()
+    clash = sorted(set(extra or ()) & {*record, DIGEST_KEY})
+    if clash:
+        raise ValueError(f"sidecar {path}: extra key {clash[0]!r} is a key of the model facts")
+    record.update(extra or {})
     if weights is not None:
         record[DIGEST_KEY] = weights_digest(weights)
         check_sidecar_owner(weights_path, record[DIGEST_KEY])
