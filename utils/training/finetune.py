@@ -83,7 +83,7 @@ def keep_class_rows(state: dict[str, Tensor], num_classes: int, kept: Sequence[i
 # ------------------------------------------------------------------------------------------ the source
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FinetuneSource:
     """A trained detector to start from.
 
@@ -360,9 +360,10 @@ def _copy_rows(
 
 def backbone_of(net: nn.Module) -> nn.Module:
     """The feature extractor of ``net``: VGG16's ``vgg`` (through conv7), SSDLite's MobileNetV3 ``backbone``."""
-    name = BACKBONES.get(getattr(net, "architecture", ""))
+    architecture = getattr(net, "architecture", None)
+    name = BACKBONES.get(architecture)
     if name is None or not hasattr(net, name):
-        raise ValueError(f"no known backbone in a {type(net).__name__} of architecture {net.architecture!r}")
+        raise ValueError(f"no known backbone in a {type(net).__name__} of architecture {architecture!r}")
     return getattr(net, name)
 
 
