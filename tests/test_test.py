@@ -277,6 +277,15 @@ def test_pictures_with_the_same_stem_keep_their_own_outputs(
     assert [r["image"] for r in json.loads(Path("out/detections.json").read_text())] == list(sizes)
 
 
+def test_the_previous_outputs_go_but_never_an_input(tmp_path: Path) -> None:
+    for name, content in (("x.jpg", "a picture"), ("x_det.jpg", "an earlier copy, given again"),
+                          ("detections.json", "[]"), ("clip_det.jsonl", ""), ("clip_det.mp4", "")):  # fmt: skip
+        (tmp_path / name).write_text(content)
+    pictures = [str(tmp_path / "x.jpg"), str(tmp_path / "x_det.jpg")]
+    script.remove_previous_outputs(pictures, [str(tmp_path / "clip.mp4")], str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["x.jpg", "x_det.jpg"]
+
+
 def test_ctrl_c_exits_130_in_one_line_and_leaves_no_previous_results(
     tmp_path: Path, model_file: Path, classes_file: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
