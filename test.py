@@ -45,7 +45,6 @@ from utils.checkpoint import load_model
 from utils.cli import EXIT_SIGINT, add_device_flags, autocast, choose_device, run_main
 from utils.inference import Detection, detect_images, draw_detections
 from utils.training.state import atomic_write_text
-from utils.training.state import atomic_write_text
 from utils.video import (
     VIDEO_EXTENSIONS,
     WRITER_FORMATS,
@@ -58,7 +57,6 @@ from utils.video import (
 )
 
 PROG = "test.py"
-DETECTIONS_JSON = "detections.json"
 DETECTIONS_JSON = "detections.json"
 
 
@@ -126,36 +124,6 @@ def collect_images(paths: Sequence[str]) -> list[str]:
         else:
             raise ValueError(f"no such image file or folder: {path}")
     return found
-
-
-def output_names(paths: Sequence[str]) -> dict[str, str]:
-    """The name of each input's output files (``SAVE_FOLDER/<name>_det.jpg``; ``<name>_det.mp4`` for a video).
-
-    An input whose stem no other input has keeps it (``photo.jpg`` → ``photo``). Inputs whose stems clash, ignoring
-    case as some disks do, are named by their path from the folder they share, separators and dots as ``_``
-    (``x.jpg`` and ``x.png`` → ``x_jpg`` and ``x_png``; ``a/x.jpg`` and ``b/x.jpg`` → ``a_x_jpg`` and ``b_x_jpg``);
-    a name that is still taken gets ``_2``, ``_3``… in input order. The same file given twice keeps one name.
-    """
-    files = list(dict.fromkeys(os.path.abspath(p) for p in paths))
-    stems = {f: os.path.splitext(os.path.basename(f))[0] for f in files}
-    counts = Counter(stem.casefold() for stem in stems.values())
-    groups: dict[str, list[str]] = {}
-    for f in files:
-        if counts[stems[f].casefold()] > 1:
-            groups.setdefault(stems[f].casefold(), []).append(f)
-    wanted = {f: stems[f] for f in files}
-    for group in groups.values():
-        common = os.path.commonpath([os.path.dirname(f) for f in group])
-        wanted.update({f: re.sub(r"[\\/.:]", "_", os.path.relpath(f, common)) for f in group})
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for f in sorted(files, key=lambda f: counts[stems[f].casefold()] > 1):  # plain stems claim their names first
-        name, n = wanted[f], 2
-        while name.casefold() in taken:
-            name, n = f"{wanted[f]}_{n}", n + 1
-        taken.add(name.casefold())
-        names[f] = name
-    return {p: names[os.path.abspath(p)] for p in paths}
 
 
 def output_names(paths: Sequence[str]) -> dict[str, str]:
