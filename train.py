@@ -1,16 +1,19 @@
-"""Train SSD300/SSD512 on VOC, COCO or a custom dataset in VOC or COCO layout.
+"""Train SSD300/SSD512 or SSDLite320-MobileNetV3 on VOC, COCO or a custom dataset in VOC or COCO layout.
 
     python train.py --dataset VOC --dataset_root ~/data/VOCdevkit             # the classic recipe
     python train.py --resume weights/ssd300_VOC_last.ckpt                      # continue exactly
     torchrun --nproc_per_node 4 train.py --dataset VOC                         # DDP, --batch_size is global
     python train.py --batch_norm true --basenet none                           # from scratch (BN variant)
+    python train.py --backbone mobilenet_v3_large                              # the light model, from scratch
 
-Iteration-based: the data stream is endless, the learning rate steps at the config's ``lr_steps`` by ``--gamma``
-after an optional linear ``--warmup``. Outputs in ``--save_folder``: ``ssd{size}_{dataset}_{iter}.pth`` (the
-model's state_dict, classic format) with its ``.json`` sidecar (size, priors, BatchNorm, class names) every
-``--save_every`` iterations and at the end, ``ssd{size}_{dataset}_last.ckpt`` (everything needed to continue
+Iteration-based: the data stream is endless; after an optional linear ``--warmup`` the learning rate steps at the
+config's ``lr_steps`` by ``--gamma`` (``--schedule multistep``, VGG16's default) or follows a cosine to zero at
+``--max_iter`` (``--schedule cosine``, the light model's default). Outputs in ``--save_folder``, named
+``{stem}`` = ``ssd{size}_{dataset}`` (``ssdlite320_{dataset}`` for the light model): ``{stem}_{iter}.pth`` (the
+model's state_dict, classic format) with its ``.json`` sidecar (architecture, size, priors, BatchNorm, class
+names) every ``--save_every`` iterations and at the end, ``{stem}_last.ckpt`` (everything needed to continue
 exactly, written atomically), ``train_log.csv``, ``loss.png`` and, with ``--eval_every``, ``eval_log.csv`` and
-``ssd{size}_{dataset}_best.pth``. The engine lives in ``utils/training/``.
+``{stem}_best.pth``. The engine lives in ``utils/training/``.
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ import torch.distributed as dist
 from torch import Tensor
 
 from data import COCO_ROOT, VOC_ROOT, detection_collate, get_config
-from data.config import default_image_sets
+from data.config import ARCHITECTURES, DEFAULT_ARCHITECTURE, default_image_sets, get_architecture
 from data.splits import split_class_names
 from layers import MultiBoxLoss
-from utils.checkpoint import read_checkpoint
+from utils.checkpoint import model_name, read_checkpoint
 from utils.cli import add_bool, add_device_flags, choose_device, run_main
 from utils.training import hooks
 from utils.training.data import EpochIndexedDataset, SeededTransform, batches_per_epoch, iterate_batches
@@ -38,6 +41,7 @@ from utils.training.engine import Stopped, TrainError, run_loop, say
 from utils.training.log import TrainLog, plot_loss
 from utils.training.resume import merge_resumed_args
 from utils.training.runtime import Runtime, StopRequest, setup_runtime, shared_seed, worker_count
+from utils.training.schedule import SCHEDULES
 from utils.training.setup import (
     DEFAULT_BASENET,
     augmentation,
@@ -56,10 +60,14 @@ MAX_NONFINITE_STEPS = 5  # a run of this many non-finite losses in a row stops t
 # guard; benchmarks/results/bn_solver_sweep_cpu.json holds the measurement behind lr 1e-3 without clipping.
 CLASSIC_DEFAULTS = {"lr": 1e-3, "warmup": 0, "clip_grad": 0.0}
 BN_DEFAULTS = {"lr": 1e-3, "warmup": 300, "clip_grad": 0.0}
-# Defaults of the flags a resumed run may take from its checkpoint (their parser default is None).
+# The light model from scratch: torchvision's SSDLite reference recipe (SGD momentum 0.9, weight decay 4e-5, linear
+# warm-up, cosine to zero) with lr 0.05 whatever the batch size; README "The light model" has the measurement.
+LITE_DEFAULTS = {"lr": 0.05, "warmup": 50, "clip_grad": 0.0, "weight_decay": 4e-5, "schedule": "cosine"}
+# Defaults of the flags a resumed run may take from its checkpoint (their parser default is None); the size is the
+# backbone's default size (300 for vgg16).
 DEFAULTS = {
-    "dataset": "VOC", "size": 300, "batch_norm": False, "batch_size": 32, "momentum": 0.9, "weight_decay": 5e-4,
-    "gamma": 0.1, "amp": "none",
+    "dataset": "VOC", "backbone": DEFAULT_ARCHITECTURE, "size": 300, "batch_norm": False, "batch_size": 32,
+    "momentum": 0.9, "weight_decay": 5e-4, "gamma": 0.1, "amp": "none", "schedule": "multistep",
 }  # fmt: skip
 
 
@@ -68,8 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     add = p.add_argument
     add("--dataset", type=str.upper, choices=["VOC", "COCO"], help="VOC or COCO (default VOC)")
     add("--dataset_root", default=None, help=f"dataset root (default {VOC_ROOT} or {COCO_ROOT})")
-    add("--size", type=int, choices=[300, 512], help="input size: SSD300 (default) or SSD512")
-    add("--basenet", default=None, help=f"VGG16 weights (default {DEFAULT_BASENET}; 'none': random init)")
+    add("--backbone", choices=list(ARCHITECTURES), help="vgg16 (SSD300/512; default) or mobilenet_v3_large")
+    add("--size", type=int, help="input size: 300 (default) or 512 for vgg16, 320 for mobilenet_v3_large")
+    add("--basenet", default=None, help=f"VGG16 weights (default {DEFAULT_BASENET}; 'none': random init, the only "
+                                        "choice for mobilenet_v3_large)")  # fmt: skip
     add("--batch_size", type=int, help="global batch size, split across DDP ranks (default 32)")
     add("--resume", default=None, help="a _last.ckpt continues exactly; a .pth loads weights, starts at --start_iter")
     add("--start_iter", default=0, type=int, help="first iteration when resuming from a .pth")
@@ -80,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--momentum", type=float, help="SGD momentum (default 0.9)")
     add("--weight_decay", type=float, help="SGD weight decay (default 5e-4)")
     add("--gamma", type=float, help="lr factor at each lr step (default 0.1)")
+    add("--schedule", choices=SCHEDULES, help="lr after the warm-up: multistep (vgg16's default) or cosine to 0")
     add("--lr_steps", type=_int_list, help="comma-separated iterations where the lr drops (default: the config's)")
     add("--warmup", type=int, help="linear lr warm-up iterations (default 0; 300 with --batch_norm)")
     add("--clip_grad", type=float, help="clip the gradient norm to this (default 0: off)")
@@ -109,13 +120,14 @@ def _int_list(text: str) -> list[int]:
 
 
 def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the flags not given (None) with their defaults, some of which depend on others."""
-    for name, value in DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    for name, value in (BN_DEFAULTS if args.batch_norm else CLASSIC_DEFAULTS).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    """Fill the flags not given (None) with their defaults, some of which depend on others (the backbone decides
+    the size, BatchNorm and the solver recipe)."""
+    lite = resolve_backbone(args)
+    recipe = LITE_DEFAULTS if lite else BN_DEFAULTS if args.batch_norm else CLASSIC_DEFAULTS
+    for defaults in (recipe, DEFAULTS):
+        for name, value in defaults.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
     cfg = get_config(args.dataset, args.size)
     if args.max_iter is None:
         args.max_iter = int(cfg["max_iter"])
@@ -130,6 +142,28 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     if args.basenet is None:
         args.basenet = "none" if args.batch_norm else DEFAULT_BASENET
     return args
+
+
+def resolve_backbone(args: argparse.Namespace) -> bool:
+    """Set the backbone, its size and (for the light model) BatchNorm and the base network; True for the light
+    model. A size the backbone does not build, or VGG-only flags with the light model, are TrainErrors."""
+    if args.backbone is None:
+        args.backbone = DEFAULT_ARCHITECTURE
+    arch = get_architecture(args.backbone)
+    if args.size is None:
+        args.size = int(arch["default_size"])
+    if args.size not in arch["sizes"]:
+        raise TrainError(f"--size {args.size} does not fit --backbone {args.backbone}: expected "
+                         f"{' or '.join(map(str, arch['sizes']))}")  # fmt: skip
+    if args.backbone == DEFAULT_ARCHITECTURE:
+        return False
+    if args.basenet is not None and args.basenet.lower() != "none":
+        raise TrainError(f"--basenet {args.basenet}: a VGG16 base network does not fit --backbone {args.backbone}, "
+                         "which starts from random weights (--basenet none)")  # fmt: skip
+    if args.batch_norm is False:
+        raise TrainError(f"--batch_norm false: --backbone {args.backbone} always has BatchNorm")
+    args.basenet, args.batch_norm = "none", True
+    return True
 
 
 def check_args(args: argparse.Namespace, world_size: int) -> None:
@@ -173,11 +207,11 @@ def configure(args: argparse.Namespace, rt: Runtime) -> tuple[dict[str, Tensor],
 def train(args: argparse.Namespace, rt: Runtime) -> None:
     state, meta = configure(args, rt)
     guard_save_folder(args)
-    transform = SeededTransform(partial(augmentation, args.size), args.seed)
-    base = open_dataset(args, transform, args.image_sets)
+    base = open_dataset(args, None, args.image_sets)
     if args.classes:
         check_annotation_classes(base, args.classes)
     facts = resumed_facts(args, meta, model_facts(args, split_class_names(base)))
+    base.transform = transform = SeededTransform(partial(augmentation, facts), args.seed)
     dataset = EpochIndexedDataset(base, transform)
     per_rank = args.batch_size // rt.world_size
     if batches_per_epoch(len(dataset), per_rank, rt.world_size) == 0:
@@ -195,7 +229,7 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     criterion = MultiBoxLoss(facts.num_classes, 0.5, True, 0, True, 3, 0.5, False)
     log = TrainLog(os.path.join(args.save_folder, "train_log.csv"), start_iter=s.iteration) if rt.is_main else None
     after_step = hooks.build(s, lambda sets: open_dataset(args, None, sets, validation=True))
-    say(rt, f"training SSD{args.size}{'-BN' if args.batch_norm else ''} on {args.dataset} ({len(dataset)} images, "
+    say(rt, f"training {model_name(facts)} on {args.dataset} ({len(dataset)} images, "
             f"{len(facts.class_names)} classes, {facts.prior_config['name']} priors) from iteration {s.iteration} to "
             f"{args.max_iter}: batch {args.batch_size} on {rt.world_size} x {rt.device.type}, {workers} workers, "
             f"lr {args.lr:g}, seed {args.seed}")  # fmt: skip

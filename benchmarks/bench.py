@@ -1,6 +1,8 @@
-"""Speed of our SSD300 against torchvision's ssd300_vgg16 (21 classes), measured in one run.
+"""Speed of our SSD300 against torchvision's ssd300_vgg16 (21 classes), measured in one run; with ``--backbone
+mobilenet_v3_large``, of our SSDLite320 against torchvision's ssdlite320_mobilenet_v3_large (``benchmarks/lite.py``).
 
     python benchmarks/bench.py --device cpu  --out benchmarks/results/cpu_<date>.json
+    python benchmarks/bench.py --backbone mobilenet_v3_large --out benchmarks/results/lite_cpu_<date>.json
     python benchmarks/bench.py --device cuda --out benchmarks/results/<gpu>_<date>.json [--amp bf16] [--channels_last]
     python benchmarks/bench.py --summarize benchmarks/results/cpu_<date>.json   # Markdown table for the README
 
@@ -34,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import lite  # noqa: E402
 from benchmarks import workloads as W  # noqa: E402
 from benchmarks.previous_detect import PreviousDetect  # noqa: E402
 from benchmarks.timing import machine_info, median_ms, peak_cpu_memory_bytes, time_interleaved, write_json  # noqa: E402
@@ -64,6 +67,10 @@ NOTES_CPU_CONTENTION = (
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="SSD300 speed: ours vs torchvision ssd300_vgg16.")
+    parser.add_argument(
+        "--backbone", choices=("vgg16", lite.ARCHITECTURE), default="vgg16",
+        help="vgg16: SSD300 vs ssd300_vgg16; mobilenet_v3_large: SSDLite320 vs ssdlite320_mobilenet_v3_large",
+    )  # fmt: skip
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--batch_sizes", default=None, help="comma-separated; default 1,8 on cpu, 1,8,32 on cuda")
     parser.add_argument("--amp", choices=tuple(W.AMP_DTYPES), default="none")
@@ -74,7 +81,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=None, help="timed calls per network case (median reported)")
     parser.add_argument("--light_warmup", type=int, default=None, help="untimed calls, postprocess/match/loss")
     parser.add_argument("--light_iters", type=int, default=None, help="timed calls, postprocess/match/loss")
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
+    parser.add_argument(
+        "--cases", default=None,
+        help=f"comma-separated subset of {','.join(CASES)} (vgg16, default all) or of {','.join(lite.CASES)}",
+    )  # fmt: skip
+    parser.add_argument("--video_weights", default=None, help="mobilenet_v3_large: the video case's model file")
     parser.add_argument(
         "--regime", choices=(*REGIMES, "both"), default="both", help="score regime of end_to_end and postprocess"
     )
@@ -94,11 +105,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
     args.onnx_batch_sizes = [int(b) for b in str(args.onnx_batch_sizes).split(",")]
-    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    known = lite.CASES if args.backbone == lite.ARCHITECTURE else CASES
+    args.cases = [c.strip() for c in (args.cases or ",".join(known)).split(",") if c.strip()]
     args.regimes = list(REGIMES) if args.regime == "both" else [args.regime]
-    unknown = sorted(set(args.cases) - set(CASES))
+    unknown = sorted(set(args.cases) - set(known))
     if unknown:
-        parser.error(f"unknown cases {unknown}; expected some of {list(CASES)}")
+        parser.error(f"unknown cases {unknown}; expected some of {list(known)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but torch.cuda.is_available() is False")
     return args
@@ -400,6 +412,8 @@ def markdown_summary(result: dict[str, Any]) -> str:
 
 
 def settings_dict(args: argparse.Namespace) -> dict[str, Any]:
+    if args.backbone == lite.ARCHITECTURE:
+        return lite_settings_dict(args)
     return {
         key: getattr(args, key)
         for key in (
@@ -433,6 +447,19 @@ def settings_dict(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def lite_settings_dict(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("backbone", "device", "batch_sizes", "warmup", "iters", "light_warmup", "light_iters", "cases", "regimes")
+    return {key: getattr(args, key) for key in (*keys, "threads", "seed")} | {
+        "conf_thresh": lite.CONF_THRESH,
+        "nms_thresh": lite.NMS_THRESH,
+        "top_k": lite.TOP_K,
+        "num_classes": lite.NUM_CLASSES,
+        "regime_candidates_per_image": {regime: round(n, 1) for regime, n in lite.REGIME_CANDIDATES.items()},
+        "torchvision_model": "ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21)",
+        "input": "Tensor[B, 3, 320, 320] in [-1, 1], the same for both",
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """All selected cases; returns the JSON document. On CUDA with training's settings (cuDNN autotuning)."""
     threads, cudnn_benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
@@ -443,17 +470,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         device = torch.device(args.device)
         settings = W.Settings(device, args.amp, args.channels_last, args.compile, args.compile_mode)
         result: dict[str, Any] = {"machine": machine_info(device), "settings": settings_dict(args), "results": []}
-        if {"raw", "end_to_end", "postprocess"} & set(args.cases):
+        if args.backbone == lite.ARCHITECTURE:
+            args.calibration_batch = CALIBRATION_BATCH
+            lite.run_cases(args, result, measure)
+        elif {"raw", "end_to_end", "postprocess"} & set(args.cases):
             run_inference_cases(args, settings, result)
-        if {"train", "match", "loss"} & set(args.cases):
+        if {"train", "match", "loss"} & set(args.cases) and args.backbone == "vgg16":
             run_training_cases(args, settings, result)
-        if "onnx" in args.cases and args.device == "cpu":
+        if "onnx" in args.cases and args.device == "cpu" and args.backbone == "vgg16":
             run_onnx_case(args, result)
     finally:
         torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = cudnn_benchmark
     result["ratios"] = ratios(result["results"])
-    result["targets"] = check_targets(result["results"], args.device)
+    if args.backbone == lite.ARCHITECTURE:
+        result["targets"] = lite.check_targets(result["results"], result.get("video")) if args.device == "cpu" else []
+    else:
+        result["targets"] = check_targets(result["results"], args.device)
     result["notes"] = list(args.note) + ([NOTES_CPU_CONTENTION] if args.device == "cpu" else [])
     return result
 

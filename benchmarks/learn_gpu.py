@@ -1,7 +1,9 @@
-"""Train SSD300 from scratch on a synthetic dataset for a fixed wall-clock budget and record mAP over time.
+"""Train SSD300 (or SSDLite320) from scratch on a synthetic dataset for a fixed wall-clock budget and record mAP
+over time.
 
     python benchmarks/learn_gpu.py                                   # GPU: 5 minutes, BN model, bf16
     python benchmarks/learn_gpu.py --device cpu --budget_s 900 --num_train 400 --num_test 50 --batch_size 8
+    python benchmarks/learn_gpu.py --backbone mobilenet_v3_large     # the light model with its recipe
 
 It goes through the real code paths: ``data.synthetic`` writes a VOC-layout dataset, ``train.main`` trains with
 SSDAugmentation and DataLoader workers, and ``eval.main`` measures VOC07 mAP on the synthetic test split. The
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import json
 import os
 import platform
@@ -45,6 +48,7 @@ from utils.cli import available_cpus  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument("--backbone", choices=("vgg16", "mobilenet_v3_large"), default="vgg16", help="train.py's")
     p.add_argument("--budget_s", type=float, default=300.0, help="seconds of training iterations")
     p.add_argument(
         "--max_wall_s", type=float, default=None, help="start no segment that would end after this many seconds"
@@ -55,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_test", type=int, default=300)
     p.add_argument("--data_seed", type=int, default=0)
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--batch_norm", default="true")
+    p.add_argument("--batch_norm", default="true", help="vgg16: the BN model (mobilenet_v3_large always has BN)")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default=None, help="default: bf16 on cuda, none on cpu")
     p.add_argument(
         "--num_workers",
@@ -69,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--train_arg",
         action="append",
         default=None,
-        help="train.py flag (repeatable), e.g. --train_arg=--lr=4e-3; default: none, train.py's recipe for the BN "
-        "model (lr 1e-3, 300 warm-up steps, no clipping)",
+        help="train.py flag (repeatable), e.g. --train_arg=--lr=4e-3; default: none, train.py's recipe for the "
+        "model (BN: lr 1e-3, 300 warm-up steps, no clipping; the light model's: lr 0.05, cosine)",
     )
     return p
 
@@ -129,6 +133,14 @@ def loop_seconds(log_csv: str, after: int, upto: int, batch_size: int) -> float:
     with open(log_csv, encoding="utf-8") as f:
         rates = [float(row["img_per_s"]) for row in csv.DictReader(f) if after < int(row["iter"]) <= upto]
     return sum(batch_size / rate for rate in rates if rate > 0)
+
+
+def run_file(save_folder: str, suffix: str) -> str:
+    """The one file of the run in ``save_folder`` named ``*_{suffix}`` (train.py names them after the model)."""
+    found = glob.glob(os.path.join(glob.escape(save_folder), f"*_{suffix}"))
+    if len(found) != 1:
+        raise SystemExit(f"expected one *_{suffix} in {save_folder}, found {len(found)}")
+    return found[0]
 
 
 def evaluate(voc_root: str, model: str, eval_dir: str, cuda: bool) -> float:
@@ -201,13 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     save_folder = os.path.join(work, "weights")
     common = [
         "--dataset", "VOC", "--dataset_root", voc_root, "--image_sets", "2007:trainval", "--basenet", "none",
-        "--batch_norm", args.batch_norm, "--batch_size", str(args.batch_size), "--num_workers", str(workers),
-        "--cuda", str(cuda).lower(), "--amp", amp, "--seed", "0", "--log_every", "50",
+        "--backbone", args.backbone, "--batch_norm", args.batch_norm, "--batch_size", str(args.batch_size),
+        "--num_workers", str(workers), "--cuda", str(cuda).lower(), "--amp", amp, "--seed", "0", "--log_every", "50",
         *(args.train_arg or ()),
     ]  # fmt: skip
     log_csv = os.path.join(save_folder, "train_log.csv")
+    model = "SSDLite320-MobileNetV3" if args.backbone == "mobilenet_v3_large" else "SSD300"
     record: dict[str, Any] = {
-        "what": "SSD300 from scratch on data.synthetic, real train.py/eval.py paths, VOC07 mAP on the test split",
+        "what": f"{model} from scratch on data.synthetic, real train.py/eval.py paths, VOC07 mAP on the test split",
         "machine": machine(args.device),
         "date": time.strftime("%Y-%m-%d"),
         "budget_s": args.budget_s,
@@ -233,19 +246,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         record["complete"] = complete
         write_json(record, out)
 
-    last_ckpt = os.path.join(save_folder, "ssd300_VOC_last.ckpt")
     train_s = startup_s = eval_s = 0.0
     save(False, generate_s=generate_s, startup_s=startup_s, train_s=train_s, eval_s=eval_s)
     iteration, segment, overhead = 0, args.first_segment, 0.0
     while segment:
-        wall, seconds = train_segment(
-            common, save_folder, iteration, iteration + segment, last_ckpt if iteration else None, args.batch_size
-        )
+        resume = run_file(save_folder, "last.ckpt") if iteration else None
+        wall, seconds = train_segment(common, save_folder, iteration, iteration + segment, resume, args.batch_size)
         train_s, startup_s, iteration = train_s + seconds, startup_s + wall - seconds, iteration + segment
         eval_start = time.perf_counter()
-        mAP = evaluate(
-            voc_root, os.path.join(save_folder, f"ssd300_VOC_{iteration}.pth"), os.path.join(work, "eval"), cuda
-        )
+        mAP = evaluate(voc_root, run_file(save_folder, f"{iteration}.pth"), os.path.join(work, "eval"), cuda)
         eval_s += time.perf_counter() - eval_start
         overhead = max(overhead, wall - seconds + time.perf_counter() - eval_start)
         record["curve"].append({"train_s": round(train_s, 1), "iter": iteration, "mAP": mAP})
@@ -257,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         segment = next_segment(args, segment / max(seconds, 1e-9), train_s, wall_left)
 
     save(True, generate_s=generate_s, startup_s=startup_s, train_s=train_s, eval_s=eval_s)
-    title = f"SSD300 BN from scratch, {record['machine'].get('gpu', 'CPU')}"
+    title = f"{model}{' BN' if model == 'SSD300' else ''} from scratch, {record['machine'].get('gpu', 'CPU')}"
     if not plot_curve(record["curve"], title, out.replace(".json", ".png")):
         print("matplotlib is not installed: no PNG of the curve")
     return 0

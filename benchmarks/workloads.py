@@ -33,7 +33,7 @@ from data.config import MEANS, voc
 from layers import MultiBoxLoss, PriorBox
 from layers.box_utils import match_batch, point_form
 from layers.modules.multibox_loss import pad_targets
-from ssd import SSD, build_ssd
+from ssd import SSD, DetectionNet, build_ssd
 from utils.cli import AMP_DTYPES
 
 SIZE = 300
@@ -167,10 +167,10 @@ def default_priors(device: torch.device) -> Tensor:
 
 
 def conf_convs(model: nn.Module) -> list[nn.Conv2d]:
-    """The class-score convs of our SSD or of torchvision's (both lay channels out as anchor * C + class)."""
-    if isinstance(model, SSD):
-        return list(model.conf)
-    return list(model.head.classification_head.module_list)
+    """The class-score convs of one of our networks or of torchvision's SSD or SSDLite (all lay channels out as
+    anchor * C + class): each head's last conv (an SSDLite head is a depthwise unit, then the 1x1 conv)."""
+    heads = model.conf if isinstance(model, DetectionNet) else model.head.classification_head.module_list
+    return [[m for m in head.modules() if isinstance(m, nn.Conv2d)][-1] for head in heads]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -220,35 +220,42 @@ def _bisect(count: Callable[[float], float], target: float, low: float, high: fl
     return high
 
 
-def background_shift_for(logits: Tensor, target: float) -> float:
-    """The background-logit shift that leaves about ``target`` candidates per image above 0.01.
+def background_shift_for(logits: Tensor, target: float, thresh: float = CONF_THRESH) -> float:
+    """The background-logit shift that leaves about ``target`` candidates per image above ``thresh``.
 
     Args:
         logits (Tensor[B, P, C]): class logits of a calibration batch.
     """
-    return _bisect(lambda shift: candidates_per_image(logits, Adjustment(shift=shift)), target, -1.0, 1.0)
+    return _bisect(lambda shift: candidates_per_image(logits, Adjustment(shift=shift), thresh), target, -1.0, 1.0)
 
 
-def logit_scale_for(logits: Tensor, target: float) -> float:
-    """The factor on the logits that leaves about ``target`` candidates per image above 0.01 (a smaller factor
-    flattens the softmax; at 0 every class of every prior scores 1 / C).
+def logit_scale_for(logits: Tensor, target: float, thresh: float = CONF_THRESH) -> float:
+    """The factor on the logits that leaves about ``target`` candidates per image above ``thresh`` (a smaller
+    factor flattens the softmax; at 0 every class of every prior scores 1 / C).
 
     Args:
         logits (Tensor[B, P, C]): class logits of a calibration batch.
     """
-    return _bisect(lambda scale: candidates_per_image(logits, Adjustment(scale=max(scale, 0.0))), target, 0.0, 1.0)
+
+    def count(scale: float) -> float:
+        return candidates_per_image(logits, Adjustment(scale=max(scale, 0.0)), thresh)
+
+    return _bisect(count, target, 0.0, 1.0)
 
 
-def regime_adjustment(regime: str, logits: Tensor) -> Adjustment:
-    """How to change a model's class logits (Tensor[B, P, C] of a calibration batch) for a score regime."""
-    target = REGIME_CANDIDATES[regime]
+def regime_adjustment(
+    regime: str, logits: Tensor, thresh: float = CONF_THRESH, candidates: dict[str, float] | None = None
+) -> Adjustment:
+    """How to change a model's class logits (Tensor[B, P, C] of a calibration batch) for a score regime:
+    ``candidates[regime]`` pairs per image above ``thresh`` (default: SSD300's ``REGIME_CANDIDATES``)."""
+    target = (REGIME_CANDIDATES if candidates is None else candidates)[regime]
     if regime == "dense":
-        return Adjustment(scale=logit_scale_for(logits, target))
-    return Adjustment(shift=background_shift_for(logits, target))
+        return Adjustment(scale=logit_scale_for(logits, target, thresh))
+    return Adjustment(shift=background_shift_for(logits, target, thresh))
 
 
 @contextlib.contextmanager
-def adjusted_head(model: nn.Module, adjustment: Adjustment) -> Iterator[None]:
+def adjusted_head(model: nn.Module, adjustment: Adjustment, num_classes: int = NUM_CLASSES) -> Iterator[None]:
     """Change ``model``'s class logits by ``adjustment`` (through its conf convs) for the duration of the block."""
     convs = conf_convs(_unwrap(model))
     saved = [(conv.weight.detach().clone(), conv.bias.detach().clone()) for conv in convs]
@@ -256,7 +263,7 @@ def adjusted_head(model: nn.Module, adjustment: Adjustment) -> Iterator[None]:
         for conv in convs:
             conv.weight.mul_(adjustment.scale)
             conv.bias.mul_(adjustment.scale)
-            conv.bias[0::NUM_CLASSES] += adjustment.shift  # channel a * C + 0 is anchor a's background
+            conv.bias[0::num_classes] += adjustment.shift  # channel a * C + 0 is anchor a's background
     try:
         yield
     finally:

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The GPU check: one command on a CUDA machine, at most 5 minutes in all.
 #
-#   scripts/gpu_check.sh            # run the three stages
+#   scripts/gpu_check.sh            # run the five stages
 #   scripts/gpu_check.sh --dry_run  # print the commands and check, without a GPU, that they and their flags exist
 #
 # Stages, in this order, each under its own time limit (a failed or cut stage does not stop the next):
-#   tests  pytest -m cuda (tests/test_cuda.py and any other CUDA-marked test)        65 s
-#   bench  benchmarks/bench.py on CUDA, bf16, channels_last, batch sizes 1, 8, 32     90 s
-#   learn  benchmarks/learn_gpu.py: SSD300-BN from scratch, 60 s of training         115 s
+#   tests       pytest -m cuda (tests/test_cuda.py and any other CUDA-marked test)                    60 s
+#   bench       benchmarks/bench.py on CUDA, bf16, channels_last, batch sizes 1, 8, 32                55 s
+#   bench_lite  the same for SSDLite320 against torchvision's SSDLite (fp32), and test.py on a video   35 s
+#   learn       benchmarks/learn_gpu.py: SSD300-BN from scratch, 45 s of training                     80 s
+#   learn_lite  benchmarks/learn_gpu.py: SSDLite320 from scratch with its recipe, 15 s of training    40 s
 # Each stage writes its JSON under benchmarks/results/ as soon as it ends, named after the device
 # (torch.cuda.get_device_name, slugged) and the date; gpu_check_<device>_<date>.json sums them up and the script
 # ends with a table. Python is ${PYTHON:-python}: the repository's .venv or a bare image alike.
@@ -16,18 +18,21 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 PY=${PYTHON:-python}
 RESULTS=${GPU_CHECK_RESULTS:-benchmarks/results}
-# Time limits in seconds; a stage that ignores its signal is killed 3 s later. 15 + 65 + 90 + 115 + 4 * 3 < 300.
+# Time limits in seconds; a stage that ignores its signal is killed 3 s later. 15 + 60 + 55 + 35 + 80 + 40 + 5 * 3
+# = 300.
 PROBE_S=15
-TESTS_S=65 # pytest gets SIGINT (it still writes its report), the others SIGTERM
-BENCH_S=90
-LEARN_S=115
+TESTS_S=60 # pytest gets SIGINT (it still writes its report), the others SIGTERM
+BENCH_S=55
+BENCH_LITE_S=35
+LEARN_S=80
+LEARN_LITE_S=40
 
 DRY_RUN=0
 case "${1:-}" in
 "") ;;
 --dry_run) DRY_RUN=1 ;;
 -h | --help)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 *)
@@ -147,7 +152,7 @@ def figures(stage, path):
     if stage == "tests":
         line = ", ".join(f"{record[k]} {k}" for k in ("passed", "failed", "error", "skipped"))
         return line if record["report_found"] else line + " (no pytest report: cut short?)"
-    if stage == "bench":
+    if stage in ("bench", "bench_lite"):
         parts = []
         top = max((r.get("batch", 0) for r in record.get("results", [])), default=0)
         for case in ("end_to_end", "train"):
@@ -158,10 +163,12 @@ def figures(stage, path):
             if ours:
                 ratio = f" ({vs[0]['ours_speedup']:.2f}x tv)" if vs else ""
                 parts.append(f"{case} b{top} {ours[0]['img_per_s']:.0f} img/s{ratio}")
+        if "video" in record:
+            parts.append(f"video {record['video']['fps']:.0f} frames/s")
         targets = record.get("targets", [])
         parts.append(f"targets met {sum(bool(t.get('met')) for t in targets)}/{len(targets)}")
         return "; ".join(parts)
-    if stage == "learn":
+    if stage in ("learn", "learn_lite"):
         mAP = record.get("final_mAP")
         state = "" if record.get("complete") else " (incomplete)"
         return (f"mAP {mAP if mAP is None else round(mAP, 3)} after {record.get('train_s', 0):.0f} s of training, "
@@ -212,14 +219,20 @@ PYTHON
 stage_commands() { # $1 = device slug, $2 = date
     TESTS_JSON="$RESULTS/tests_cuda_$1_$2.json"
     BENCH_JSON="$RESULTS/cuda_$1_$2.json"
+    BENCH_LITE_JSON="$RESULTS/lite_cuda_$1_$2.json"
     LEARN_JSON="$RESULTS/learn_cuda_$1_$2.json"
+    LEARN_LITE_JSON="$RESULTS/learn_lite_cuda_$1_$2.json"
     SUMMARY_JSON="$RESULTS/gpu_check_$1_$2.json"
     TESTS_CMD=("$PY" -m pytest -m cuda -q -rfEs -p no:cacheprovider --continue-on-collection-errors
         --junit-xml "$WORK/tests.xml")
     BENCH_CMD=("$PY" benchmarks/bench.py --device cuda --amp bf16 --channels_last --batch_sizes 1,8,32
         --warmup 3 --iters 10 --light_warmup 5 --light_iters 20 --note "scripts/gpu_check.sh" --out "$BENCH_JSON")
-    LEARN_CMD=("$PY" benchmarks/learn_gpu.py --device cuda --budget_s 60 --max_wall_s 95 --eval_every_s 30
+    BENCH_LITE_CMD=("$PY" benchmarks/bench.py --backbone mobilenet_v3_large --device cuda --batch_sizes 1,8,32
+        --warmup 3 --iters 10 --light_warmup 5 --light_iters 20 --out "$BENCH_LITE_JSON")
+    LEARN_CMD=("$PY" benchmarks/learn_gpu.py --device cuda --budget_s 45 --max_wall_s 65 --eval_every_s 25
         --num_train 1500 --num_test 100 --out "$LEARN_JSON")
+    LEARN_LITE_CMD=("$PY" benchmarks/learn_gpu.py --backbone mobilenet_v3_large --device cuda --budget_s 15
+        --max_wall_s 30 --eval_every_s 8 --first_segment 30 --num_train 400 --num_test 50 --out "$LEARN_LITE_JSON")
 }
 
 show() { # $1 = label, $2 = seconds, rest = command
@@ -237,7 +250,9 @@ if [ "$DRY_RUN" = 1 ]; then
     echo "gpu_check.sh --dry_run: the stages would run (DEVICE = the GPU's name, slugged):"
     show tests "$TESTS_S" "${TESTS_CMD[@]}"
     show bench "$BENCH_S" "${BENCH_CMD[@]}"
+    show bench_lite "$BENCH_LITE_S" "${BENCH_LITE_CMD[@]}"
     show learn "$LEARN_S" "${LEARN_CMD[@]}"
+    show learn_lite "$LEARN_LITE_S" "${LEARN_LITE_CMD[@]}"
     problems=0
     check() { # $1 = what, rest = command that must succeed
         local what=$1
@@ -266,11 +281,11 @@ if [ "$DRY_RUN" = 1 ]; then
     check "pytest --help" sh -c '"$1" -m pytest --help >"$2"' _ "$PY" "$WORK/pytest.help"
     check "pytest flags" flags_in "$WORK/pytest.help" -m -q -r -p --continue-on-collection-errors --junit-xml
     check "bench.py --help" sh -c '"$1" benchmarks/bench.py --help >"$2"' _ "$PY" "$WORK/bench.help"
-    check "bench.py flags" flags_in "$WORK/bench.help" --device --amp --channels_last --batch_sizes --warmup \
-        --iters --light_warmup --light_iters --note --out
+    check "bench.py flags" flags_in "$WORK/bench.help" --backbone --device --amp --channels_last --batch_sizes \
+        --warmup --iters --light_warmup --light_iters --note --out
     check "learn_gpu.py --help" sh -c '"$1" benchmarks/learn_gpu.py --help >"$2"' _ "$PY" "$WORK/learn.help"
-    check "learn_gpu.py flags" flags_in "$WORK/learn.help" --device --budget_s --max_wall_s --eval_every_s \
-        --num_train --num_test --out
+    check "learn_gpu.py flags" flags_in "$WORK/learn.help" --backbone --device --budget_s --max_wall_s \
+        --eval_every_s --first_segment --num_train --num_test --out
     check "pytest --collect-only -m cuda, as on an image without visdom and pycocotools" sh -c \
         '"$1" "$2" collect >"$3" 2>&1; grep -q "^tests/test_cuda.py::" "$3"' _ "$PY" "$REPORT" "$WORK/collect.out"
     if grep -q "^ERROR " "$WORK/collect.out"; then # the tests stage collects past them, so only a warning
@@ -338,7 +353,11 @@ run_stage tests "$TESTS_S" "$TESTS_JSON" INT "${TESTS_CMD[@]}"
 FAILED=$((STAGE_RC != 0))
 run_stage bench "$BENCH_S" "$BENCH_JSON" TERM "${BENCH_CMD[@]}"
 FAILED=$((FAILED + (STAGE_RC != 0)))
+run_stage bench_lite "$BENCH_LITE_S" "$BENCH_LITE_JSON" TERM "${BENCH_LITE_CMD[@]}"
+FAILED=$((FAILED + (STAGE_RC != 0)))
 run_stage learn "$LEARN_S" "$LEARN_JSON" TERM "${LEARN_CMD[@]}"
+FAILED=$((FAILED + (STAGE_RC != 0)))
+run_stage learn_lite "$LEARN_LITE_S" "$LEARN_LITE_JSON" TERM "${LEARN_LITE_CMD[@]}"
 FAILED=$((FAILED + (STAGE_RC != 0)))
 
 echo

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from data.config import MEANS
-from data.transforms import BaseTransform, base_transform, ensure_bgr, preprocess
+from data.transforms import BaseTransform, Preprocessing, base_transform, ensure_bgr, preprocess
 
 __all__ = [
     "CHANNEL_ORDERS",
@@ -51,6 +51,7 @@ __all__ = [
     "PhotometricParams",
     "RandomMirror",
     "RandomSampleCrop",
+    "RECIPES",
     "Resize",
     "SSDAugmentation",
     "SubtractMeans",
@@ -60,6 +61,7 @@ __all__ = [
     "crop_boxes",
     "distort_colours",
     "make_rng",
+    "model_augmentation",
     "preprocess",
     "sample_crop",
     "sample_expand",
@@ -84,6 +86,12 @@ CHANNEL_ORDERS: tuple[tuple[int, int, int], ...] = ((0, 1, 2), (0, 2, 1), (1, 0,
 MAX_CROP_TRIALS = 50
 MIN_CROP_SCALE = 0.3
 CROP_ASPECT_RANGE = (0.5, 2.0)
+# The optional steps each architecture's training recipe draws (``data.config.ARCHITECTURES`` names): VGG16 the
+# classic pipeline; SSDLite torchvision's reference recipe, IoU crop and mirror only.
+RECIPES: dict[str, dict[str, bool]] = {
+    "vgg16": {"photometric": True, "expand": True},
+    "mobilenet_v3_large": {"photometric": False, "expand": False},
+}
 
 
 def make_rng(rng: RngLike = None) -> np.random.Generator:
@@ -284,18 +292,32 @@ class SSDAugmentation:
     Args:
         size: output side in pixels. mean: BGR mean, used to fill the expanded canvas and subtracted at the end.
         rng: a ``numpy.random.Generator``, an int seed, or None (fresh entropy).
+        std: BGR divisor applied after the mean (None: none, the classic input).
+        photometric, expand: whether the colour distortion and the zoom-out (Expand) are drawn; without them the
+            pipeline is torchvision's SSDLite recipe, IoU crop and mirror only (their parameters are then not drawn).
     Call args:
         img (np.ndarray[H, W, 3]): BGR, uint8 (fast path) or float. boxes (np.ndarray[N, 4]): (x1, y1, x2, y2)
         relative to the image, in [0, 1]. labels (np.ndarray[N]).
     Returns:
-        img (np.ndarray[size, size, 3]) float32 BGR minus mean (values + mean lie in [0, 255]),
+        img (np.ndarray[size, size, 3]) float32 BGR, ``(pixel - mean) / std`` with pixels in [0, 255],
         boxes (np.ndarray[K, 4]) float32 in [0, 1] with positive width and height, labels (np.ndarray[K]).
     """
 
-    def __init__(self, size: int = 300, mean: Sequence[float] = MEANS, rng: RngLike = None) -> None:
+    def __init__(
+        self,
+        size: int = 300,
+        mean: Sequence[float] = MEANS,
+        rng: RngLike = None,
+        std: Sequence[float] | None = None,
+        photometric: bool = True,
+        expand: bool = True,
+    ) -> None:
         self.size = int(size)
         self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.ones(3, dtype=np.float32) if std is None else np.asarray(std, dtype=np.float32)
         self.rng = make_rng(rng)
+        self.photometric = bool(photometric)
+        self.expand = bool(expand)
 
     def __call__(
         self, img: np.ndarray, boxes: np.ndarray, labels: np.ndarray
@@ -305,8 +327,8 @@ class SSDAugmentation:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * np.float32([width, height, width, height])
         labels = np.asarray(labels)
         # Every draw first, in the order the literal parts make them, so both give the same result for a seed.
-        photo = sample_photometric(self.rng)
-        expand = sample_expand(self.rng, width, height) or ExpandParams(width, height, 0, 0)
+        photo = sample_photometric(self.rng) if self.photometric else PhotometricParams()
+        expand = (sample_expand(self.rng, width, height) if self.expand else None) or ExpandParams(width, height, 0, 0)
         boxes += np.float32([expand.left, expand.top, expand.left, expand.top])
         rect, _ = sample_crop(self.rng, expand.width, expand.height, boxes)
         if rect is None:
@@ -325,19 +347,31 @@ class SSDAugmentation:
     def _render(
         self, img: np.ndarray, photo: PhotometricParams, expand: ExpandParams, rect: np.ndarray, mirror: bool
     ) -> np.ndarray:
-        """The output image ``[size, size, 3]`` float32, BGR minus mean, for the drawn parameters."""
+        """The output image ``[size, size, 3]`` float32, BGR ``(pixel - mean) / std``, for the drawn parameters."""
         order = photo.channel_order or (0, 1, 2)
         # The channel swap commutes with the resize, so it comes last, on size×size pixels, fused with the mean
-        # subtraction into one cv2.transform; the canvas is therefore filled with the mean swapped back.
+        # subtraction and the std division into one cv2.transform; the canvas is therefore filled with the mean
+        # swapped back.
         fill = np.empty(3, dtype=np.float32)
         fill[list(order)] = self.mean
         resized = cv2.resize(_render_crop(img, photo, expand, rect, fill), (self.size, self.size))
         if mirror:  # also commutes with the resize
             resized = cv2.flip(resized, 1)
         swap_and_centre = np.zeros((3, 4), dtype=np.float32)
-        swap_and_centre[np.arange(3), list(order)] = 1.0
-        swap_and_centre[:, 3] = -self.mean
+        swap_and_centre[np.arange(3), list(order)] = 1.0 / self.std
+        swap_and_centre[:, 3] = -self.mean / self.std
         return cv2.transform(resized, swap_and_centre)
+
+
+def model_augmentation(
+    architecture: str, size: int, preprocessing: Preprocessing, rng: RngLike = None
+) -> SSDAugmentation:
+    """The training augmentation of a model: its architecture's recipe (``RECIPES``) at input ``size``, ending in
+    its ``preprocessing`` (BGR out, ``(pixel - mean) / std``; the dataset turns it to RGB)."""
+    if architecture not in RECIPES:
+        raise ValueError(f"no augmentation recipe for architecture {architecture!r}: expected one of {list(RECIPES)}")
+    mean, std = preprocessing.mean, preprocessing.std
+    return SSDAugmentation(size, mean, rng=rng, std=std, **RECIPES[architecture])
 
 
 def _render_crop(

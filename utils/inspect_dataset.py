@@ -33,11 +33,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data import COCO_ROOT, MEANS, VOC_ROOT, VOCAnnotationTransform, get_config
+from data import COCO_ROOT, VOC_ROOT, VOCAnnotationTransform, get_config
 from data.common import targets_array
-from data.config import default_image_sets
+from data.config import ARCHITECTURES, DEFAULT_ARCHITECTURE, default_image_sets, get_architecture
 from data.priors import load_prior_config, prior_config_dict, save_prior_config
 from data.splits import open_split, split_class_names, split_parts
+from data.transforms import Preprocessing
 from layers import PriorBox, point_form
 from layers.box_utils import batched_jaccard
 from utils.cli import add_bool, fail, resolve_class_names, run_main
@@ -433,12 +434,16 @@ def _picture(parts: Sequence[Any], inv: Inventory, m: int) -> tuple[np.ndarray, 
     return parts[p].pull_image(index), str(image_id[1] if isinstance(image_id, tuple) else image_id)
 
 
-def draw_gallery(parts: Sequence[Any], inv: Inventory, count: int, seed: int, augment: bool, size: int) -> np.ndarray:
-    """``count`` seeded pictures with ground truth; with ``augment`` each beside its SSDAugmentation output."""
-    from utils.augmentations import SSDAugmentation
+def draw_gallery(
+    parts: Sequence[Any], inv: Inventory, count: int, seed: int, augment: bool, size: int, backbone: str = "vgg16"
+) -> np.ndarray:
+    """``count`` seeded pictures with ground truth; with ``augment`` each beside the output of the ``backbone``'s
+    training augmentation (``utils.augmentations.model_augmentation``)."""
+    from utils.augmentations import model_augmentation
 
     chosen = np.sort(np.random.default_rng(seed).choice(len(inv.refs), min(count, len(inv.refs)), replace=False))
-    augmentation = SSDAugmentation(size, MEANS, rng=seed) if augment else None
+    pre = Preprocessing.of_architecture(get_architecture(backbone))
+    augmentation = model_augmentation(backbone, size, pre, rng=seed) if augment else None
     tiles = []
     for m in chosen:
         img, name = _picture(parts, inv, int(m))
@@ -447,7 +452,7 @@ def draw_gallery(parts: Sequence[Any], inv: Inventory, count: int, seed: int, au
         tiles.append(draw_tile(img, inv.boxes[mine], labels, hard, inv.class_names, name))
         if augmentation is not None:
             out, boxes, kept = augmentation(img, inv.boxes[mine], np.arange(len(mine)))
-            out = np.clip(out + np.float32(MEANS), 0, 255).astype(np.uint8)
+            out = np.clip(out * np.float32(pre.std) + np.float32(pre.mean), 0, 255).astype(np.uint8)
             kept = kept.astype(np.int64)
             tiles.append(draw_tile(out, boxes, labels[kept], hard[kept], inv.class_names, f"{name} augmented"))
     return grid(tiles, 4)
@@ -590,6 +595,7 @@ def inspect(args: argparse.Namespace) -> dict[str, Any]:
         "dataset": args.dataset,
         "dataset_root": str(args.dataset_root),
         "image_sets": args.image_sets,
+        "backbone": args.backbone,
         "size": args.size,
         "prior_config": {"name": cfg["name"], "file": args.prior_config, **prior_config_dict(cfg)},
         **count_summary(inv, args.size),
@@ -603,7 +609,8 @@ def inspect(args: argparse.Namespace) -> dict[str, Any]:
         plot_boxes(inv, fit, cfg, str(out / "boxes.png"))
         if args.num_gallery > 0:
             cv2.imwrite(
-                str(out / "gallery.jpg"), draw_gallery(parts, inv, args.num_gallery, args.seed, args.augment, args.size)
+                str(out / "gallery.jpg"),
+                draw_gallery(parts, inv, args.num_gallery, args.seed, args.augment, args.size, args.backbone),
             )
         cv2.imwrite(str(out / "prior_fit.jpg"), draw_worst(parts, inv, fit, args.size))
     return summary
@@ -619,7 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="VOC: year:set pairs (default 2007:trainval,2012:trainval); COCO: splits (default train2014)",
     )
     p.add_argument("--classes", default=None, help="text file of class names, one per line (custom VOC dataset)")
-    p.add_argument("--size", default=300, type=int, choices=[300, 512], help="input size: SSD300 or SSD512")
+    p.add_argument("--backbone", default=DEFAULT_ARCHITECTURE, choices=list(ARCHITECTURES), help="the model's backbone")
+    p.add_argument("--size", default=None, type=int, help="input size: 300 (default) or 512 for vgg16, 320 for "
+                                                          "mobilenet_v3_large (its priors)")  # fmt: skip
     p.add_argument("--prior_config", default=None, help="prior config JSON (default: the dataset's priors)")
     p.add_argument("--save_folder", default="inspect/", help="where summary.json and the pictures go")
     add_bool(p, "--augment", default=False, help="show each gallery picture after the training augmentation too")
@@ -644,6 +653,11 @@ def run(args: argparse.Namespace) -> int:
         raise InspectError("--classes applies to VOC-layout datasets; a COCO json names its own categories")
     if args.num_gallery < 0:
         raise InspectError(f"--num_gallery must be 0 or more, got {args.num_gallery}")
+    sizes = get_architecture(args.backbone)["sizes"]
+    args.size = get_architecture(args.backbone)["default_size"] if args.size is None else args.size
+    if args.size not in sizes:
+        raise InspectError(f"--size {args.size} does not fit --backbone {args.backbone}: expected "
+                           f"{' or '.join(map(str, sizes))}")  # fmt: skip
     summary = inspect(args)
     print_table(summary)
     if not summary["pictures"]:

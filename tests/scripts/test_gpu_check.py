@@ -1,4 +1,4 @@
-"""scripts/gpu_check.sh: it parses, its dry run passes without a GPU and lists the three stages with their flags, a
+"""scripts/gpu_check.sh: it parses, its dry run passes without a GPU and lists the five stages with their flags, a
 missing flag fails the dry run, and a real run on a machine without CUDA stops at once with one clear line."""
 
 from __future__ import annotations
@@ -46,23 +46,28 @@ def test_help_and_unknown_arguments() -> None:
 
 
 @pytest.mark.slow
-def test_dry_run_lists_the_three_stages_and_passes_without_a_gpu() -> None:
+def test_dry_run_lists_the_five_stages_and_passes_without_a_gpu() -> None:
     done = _run("--dry_run")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.rstrip().endswith("gpu_check.sh --dry_run: all checks passed")
     assert "MISSING" not in done.stdout
     tests = _stage_line(done.stdout, "tests")
-    assert "(limit  65 s)" in tests and "-m pytest -m cuda" in tests and "--junit-xml" in tests
+    assert "(limit  60 s)" in tests and "-m pytest -m cuda" in tests and "--junit-xml" in tests
     bench = _stage_line(done.stdout, "bench")
     for flag in ("benchmarks/bench.py", "--device cuda", "--amp bf16", "--channels_last", "--batch_sizes 1\\,8\\,32"):
         assert flag in bench, bench
     assert "--out benchmarks/results/cuda_DEVICE_" in bench
     learn = _stage_line(done.stdout, "learn")
-    for flag in ("benchmarks/learn_gpu.py", "--device cuda", "--budget_s 60", "--max_wall_s 95"):
+    for flag in ("benchmarks/learn_gpu.py", "--device cuda", "--budget_s 45", "--max_wall_s 65"):
         assert flag in learn, learn
     assert "--out benchmarks/results/learn_cuda_DEVICE_" in learn
-    limits = [int(_stage_line(done.stdout, s).split("(limit")[1].split("s)")[0]) for s in ("tests", "bench", "learn")]
-    assert sum(limits) + 15 + 4 * 3 <= 300  # the stages, the probe and each one's kill grace fit in 5 minutes
+    bench_lite = _stage_line(done.stdout, "bench_lite")
+    assert "--backbone mobilenet_v3_large --device cuda" in bench_lite and "results/lite_cuda_DEVICE_" in bench_lite
+    learn_lite = _stage_line(done.stdout, "learn_lite")
+    assert "--backbone mobilenet_v3_large --device cuda" in learn_lite and "learn_lite_cuda_DEVICE_" in learn_lite
+    stages = ("tests", "bench", "bench_lite", "learn", "learn_lite")
+    limits = [int(_stage_line(done.stdout, s).split("(limit")[1].split("s)")[0]) for s in stages]
+    assert sum(limits) + 15 + 5 * 3 <= 300  # the stages, the probe and each one's kill grace fit in 5 minutes
 
 
 @pytest.mark.slow

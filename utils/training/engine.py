@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from utils.cli import AMP_DTYPES, EXIT_SIGINT, EXIT_SIGTERM
 from utils.training.log import TrainLog
 from utils.training.runtime import Runtime, StopRequest
-from utils.training.schedule import WarmupMultiStepLR
+from utils.training.schedule import WarmupSchedule
 from utils.training.state import atomic_save, capture_rng_state
 
 try:
@@ -59,14 +59,15 @@ class Session:
     net: nn.Module  # the bare SSD (not the DDP wrapper)
     model: nn.Module  # what the loop calls: the SSD or its DDP wrapper
     optimizer: torch.optim.Optimizer
-    scheduler: WarmupMultiStepLR
+    scheduler: WarmupSchedule
     scaler: torch.amp.GradScaler
     facts: Any
     iteration: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def prefix(self) -> str:
-        return os.path.join(self.args.save_folder, f"ssd{self.args.size}_{self.args.dataset}")
+        """``SAVE_FOLDER/ssd300_VOC``: where this run's files go, named by :func:`weights_stem`."""
+        return os.path.join(self.args.save_folder, weights_stem(self.facts))
 
     def checkpoint(self) -> dict[str, Any]:
         """The full training state as plain containers, numbers, strings and tensors (``weights_only`` loads it)."""
@@ -104,6 +105,13 @@ class Session:
         if self.rt.is_main:
             self.save_weights(f"{self.prefix()}_{self.iteration}.pth")
             atomic_save(self.checkpoint(), f"{self.prefix()}_last.ckpt")
+
+
+def weights_stem(facts: Any) -> str:
+    """The stem of a training run's file names for the model ``facts`` (a ``ModelFacts``) describe: ``ssd300_VOC``,
+    ``ssd512_COCO``, ``ssdlite320_VOC`` (``{stem}_{iteration}.pth``, ``{stem}_last.ckpt``, ``{stem}_best.pth``)."""
+    model = "ssdlite" if facts.architecture == "mobilenet_v3_large" else "ssd"
+    return f"{model}{facts.size}_{facts.dataset}"
 
 
 def cpu_state(net: nn.Module) -> dict[str, Tensor]:

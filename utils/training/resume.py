@@ -1,7 +1,7 @@
 """Which flags a resumed run takes from its checkpoint and which from the command line: a rule per flag.
 
-- ``MODEL``: what the weights are (dataset, size, classes, priors, BatchNorm). Taken from the checkpoint; a flag
-  given with another value is an error.
+- ``MODEL``: what the weights are (dataset, backbone, size, classes, priors, BatchNorm). Taken from the checkpoint;
+  a flag given with another value is an error.
 - ``DATA_ORDER``: what fixes the batches (seed, global batch size, image sets). Taken from the checkpoint unless
   given; a different value is allowed, with a note that the run no longer continues exactly.
 - ``SOLVER``: the optimisation recipe (lr, schedule, momentum, ..., precision, length). Taken from the checkpoint
@@ -19,9 +19,11 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-MODEL = ("dataset", "size", "batch_norm", "classes", "prior_config")
+MODEL = ("dataset", "backbone", "size", "batch_norm", "classes", "prior_config")
 DATA_ORDER = ("seed", "batch_size", "image_sets")
-SOLVER = ("lr", "momentum", "weight_decay", "gamma", "lr_steps", "warmup", "clip_grad", "max_iter", "amp")
+SOLVER = (
+    "lr", "momentum", "weight_decay", "schedule", "gamma", "lr_steps", "warmup", "clip_grad", "max_iter", "amp",
+)  # fmt: skip
 COMMAND_LINE = (
     "dataset_root", "save_folder", "resume", "start_iter", "overwrite", "basenet", "cuda", "num_workers",
     "visdom", "visdom_server", "visdom_port", "tensorboard", "log_every", "save_every", "eval_every", "eval_sets",
