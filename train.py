@@ -5,6 +5,7 @@
     torchrun --nproc_per_node 4 train.py --dataset VOC                         # DDP, --batch_size is global
     python train.py --batch_norm true --basenet none                           # from scratch (BN variant)
     python train.py --backbone mobilenet_v3_large                              # the light model, from scratch
+    python train.py --finetune weights/ssd300_mAP_77.43_v2.pth --classes mine.txt  # your classes from a trained model
 
 Iteration-based: the data stream is endless; after an optional linear ``--warmup`` the learning rate steps at the
 config's ``lr_steps`` by ``--gamma`` (``--schedule multistep``, VGG16's default) or follows a cosine to zero at
@@ -38,6 +39,7 @@ from utils.cli import add_bool, add_device_flags, choose_device, run_main
 from utils.training import hooks
 from utils.training.data import EpochIndexedDataset, SeededTransform, batches_per_epoch, iterate_batches
 from utils.training.engine import Stopped, TrainError, run_loop, say
+from utils.training.finetune import FREEZE_CHOICES
 from utils.training.log import TrainLog, plot_loss
 from utils.training.resume import merge_resumed_args
 from utils.training.runtime import Runtime, StopRequest, setup_runtime, shared_seed, worker_count
@@ -47,6 +49,7 @@ from utils.training.setup import (
     augmentation,
     build_session,
     check_annotation_classes,
+    finetune_source,
     guard_save_folder,
     model_facts,
     open_dataset,
@@ -67,7 +70,7 @@ LITE_DEFAULTS = {"lr": 0.05, "warmup": 50, "clip_grad": 0.0, "weight_decay": 4e-
 # backbone's default size (300 for vgg16).
 DEFAULTS = {
     "dataset": "VOC", "backbone": DEFAULT_ARCHITECTURE, "size": 300, "batch_norm": False, "batch_size": 32,
-    "momentum": 0.9, "weight_decay": 5e-4, "gamma": 0.1, "amp": "none", "schedule": "multistep",
+    "momentum": 0.9, "weight_decay": 5e-4, "gamma": 0.1, "amp": "none", "schedule": "multistep", "freeze": "none",
 }  # fmt: skip
 
 
@@ -109,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--eval_every", default=0, type=int, help="validate every N iterations (0: never)")
     add("--eval_sets", default=None, help="validation split (VOC default 2007:test; COCO default val2014)")
     add("--eval_images", default=None, type=int, help="validate on a fixed seeded subset of this many pictures")
+    add("--finetune", default=None, help="start from this trained model's weights (any weights file; new classes)")
+    add("--class_map", default=None, help="with --finetune: JSON file of new class name -> the model's class name")
+    add("--freeze", choices=FREEZE_CHOICES, help="keep this part as loaded while the rest trains (default none)")
     return p
 
 
@@ -205,19 +211,20 @@ def configure(args: argparse.Namespace, rt: Runtime) -> tuple[dict[str, Tensor],
 
 
 def train(args: argparse.Namespace, rt: Runtime) -> None:
+    source = finetune_source(args)
     state, meta = configure(args, rt)
     guard_save_folder(args)
     base = open_dataset(args, None, args.image_sets)
     if args.classes:
         check_annotation_classes(base, args.classes)
-    facts = resumed_facts(args, meta, model_facts(args, split_class_names(base)))
+    facts = resumed_facts(args, meta, model_facts(args, split_class_names(base), source))
     base.transform = transform = SeededTransform(partial(augmentation, facts), args.seed)
     dataset = EpochIndexedDataset(base, transform)
     per_rank = args.batch_size // rt.world_size
     if batches_per_epoch(len(dataset), per_rank, rt.world_size) == 0:
         raise TrainError(f"the dataset has {len(dataset)} images, fewer than one batch of {args.batch_size}: "
                          "lower --batch_size or add images")  # fmt: skip
-    s = build_session(args, rt, facts, state, meta)
+    s = build_session(args, rt, facts, state, meta, source)
     if s.iteration >= args.max_iter:
         raise TrainError(f"nothing to do: training starts at iteration {s.iteration} and --max_iter is {args.max_iter}")
     if rt.is_main:

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from utils.cli import AMP_DTYPES, EXIT_SIGINT, EXIT_SIGTERM
+from utils.training.finetune import FINETUNED_FROM
 from utils.training.log import TrainLog
 from utils.training.runtime import Runtime, StopRequest
 from utils.training.schedule import WarmupSchedule
@@ -32,6 +33,7 @@ except ImportError:  # a bare image without tqdm: the --log_every lines only
     tqdm = None
 
 EXIT_CODES = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}
+SIDECAR_EXTRA = (FINETUNED_FROM,)  # entries of Session.extra that the weights' sidecars record too
 
 
 class TrainError(Exception):
@@ -98,7 +100,7 @@ class Session:
         if self.rt.is_main:
             state = cpu_state(self.net)
             atomic_save(state, path)
-            write_sidecar(path, self.facts, state)
+            write_sidecar(path, self.facts, state, extra={k: self.extra[k] for k in SIDECAR_EXTRA if k in self.extra})
 
     def save(self) -> None:
         """Write ``..._{iteration}.pth`` and ``..._last.ckpt`` for the current iteration (rank 0 only)."""

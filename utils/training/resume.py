@@ -1,13 +1,15 @@
 """Which flags a resumed run takes from its checkpoint and which from the command line: a rule per flag.
 
-- ``MODEL``: what the weights are (dataset, backbone, size, classes, priors, BatchNorm). Taken from the checkpoint;
-  a flag given with another value is an error.
+- ``MODEL``: what the weights are (dataset, backbone, size, classes, priors, BatchNorm) and which part of them
+  stays frozen. Taken from the checkpoint; a flag given with another value is an error.
 - ``DATA_ORDER``: what fixes the batches (seed, global batch size, image sets). Taken from the checkpoint unless
   given; a different value is allowed, with a note that the run no longer continues exactly.
 - ``SOLVER``: the optimisation recipe (lr, schedule, momentum, ..., precision, length). Taken from the checkpoint
   unless given; a given value rebuilds the schedule from the restored state.
 - ``COMMAND_LINE``: locations, the machine, logging and validation. Always from the command line (or its
   defaults), never inherited: a moved run writes where it is told.
+- ``START_ONLY``: how a new run starts (``--finetune`` and its ``--class_map``). Never taken from the checkpoint;
+  train.py refuses them with ``--resume`` (the checkpoint's extra state records where the run started).
 
 Every flag of train.py's parser has exactly one rule (a test checks it), so a new flag cannot fall through.
 Flags with a checkpoint rule default to None in the parser, so "given" means "not None".
@@ -19,7 +21,7 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-MODEL = ("dataset", "backbone", "size", "batch_norm", "classes", "prior_config")
+MODEL = ("dataset", "backbone", "size", "batch_norm", "classes", "prior_config", "freeze")
 DATA_ORDER = ("seed", "batch_size", "image_sets")
 SOLVER = (
     "lr", "momentum", "weight_decay", "schedule", "gamma", "lr_steps", "warmup", "clip_grad", "max_iter", "amp",
@@ -29,11 +31,13 @@ COMMAND_LINE = (
     "visdom", "visdom_server", "visdom_port", "tensorboard", "log_every", "save_every", "eval_every", "eval_sets",
     "eval_images",
 )  # fmt: skip
+START_ONLY = ("finetune", "class_map")
 RULES: dict[str, str] = {
     **dict.fromkeys(MODEL, "model"),
     **dict.fromkeys(DATA_ORDER, "data_order"),
     **dict.fromkeys(SOLVER, "solver"),
     **dict.fromkeys(COMMAND_LINE, "command_line"),
+    **dict.fromkeys(START_ONLY, "start_only"),
 }
 
 
@@ -48,9 +52,11 @@ def merge_resumed_args(args: argparse.Namespace, recorded: Mapping[str, Any], so
     taken, changed_order, notes = [], [], []
     for name, rule in RULES.items():
         given = getattr(args, name, None)
-        if rule == "command_line" or name not in recorded:
+        if rule in ("command_line", "start_only") or name not in recorded:
             continue
-        if name in ("classes", "prior_config"):  # files: what they hold is checked against the recorded model
+        # Files: what a given one holds is checked against the recorded model. The recorded class list names the
+        # dataset's labels when none is given; the recorded priors need no file.
+        if name == "prior_config" or (name == "classes" and given is not None):
             continue
         old = recorded[name]
         if given is None:

@@ -15,9 +15,27 @@ from torch import Tensor, nn
 from data import get_config
 from data.config import DEFAULT_ARCHITECTURE
 from data.splits import open_split, split_parts
-from utils.checkpoint import ModelFacts, build_from_facts, facts_from_meta, fit_report, read_checkpoint, same_priors
+from utils.checkpoint import (
+    ModelFacts,
+    build_from_facts,
+    facts_from_meta,
+    fit_report,
+    model_name,
+    read_checkpoint,
+    same_priors,
+)
 from utils.cli import read_class_names
 from utils.training.engine import Session, TrainError, say
+from utils.training.finetune import (
+    FINETUNED_FROM,
+    FinetuneSource,
+    apply_finetune,
+    finetune_facts,
+    freeze,
+    plan_finetune,
+    read_source,
+    trainable_parameters,
+)
 from utils.training.resume import solver_changed
 from utils.training.runtime import Runtime
 from utils.training.schedule import WarmupSchedule, build_schedule
@@ -27,14 +45,21 @@ DEFAULT_BASENET = os.path.join("weights", "vgg16_reducedfc.pth")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def model_facts(args: argparse.Namespace, class_names: Sequence[str]) -> ModelFacts:
+def model_facts(
+    args: argparse.Namespace, class_names: Sequence[str], source: FinetuneSource | None = None
+) -> ModelFacts:
     """Architecture, size, priors, BatchNorm and classes of the model this run trains (recorded beside every .pth);
-    its preprocessing is the architecture's."""
+    its preprocessing is the architecture's. A fine-tune (``source``) keeps the source's model, priors and
+    preprocessing, with the new classes (and ``--prior_config``'s priors when given)."""
     cfg: Mapping[str, Any] = get_config(args.dataset, args.size)
+    if source is not None:
+        cfg = {**cfg, **source.facts.prior_config}
     if args.prior_config:
         from data.priors import load_prior_config
 
         cfg = load_prior_config(args.prior_config, args.size, cfg)
+    if source is not None:
+        return finetune_facts(source, class_names, args.dataset, cfg)
     architecture = getattr(args, "backbone", DEFAULT_ARCHITECTURE)
     return ModelFacts(args.size, bool(args.batch_norm), tuple(class_names), cfg, args.dataset, architecture)
 
@@ -104,6 +129,45 @@ def load_weights(net: nn.Module, args: argparse.Namespace, state: Mapping[str, T
         net.vgg.load_state_dict(vgg_state)
 
 
+def finetune_source(args: argparse.Namespace) -> FinetuneSource | None:
+    """The model ``--finetune`` starts from, its architecture, size and BatchNorm set in ``args``; None without it.
+
+    Raises:
+        TrainError: ``--finetune`` with ``--resume`` or an explicit ``--basenet``, ``--class_map`` without it, or a
+            ``--backbone``/``--size``/``--batch_norm`` that contradicts the source.
+        ValueError: an unreadable or non-SSD source file (one line naming it).
+    """
+    if args.finetune is None:
+        if args.class_map is not None:
+            raise TrainError("--class_map maps the new classes to those of a --finetune model: give --finetune too")
+        return None
+    if args.resume:
+        raise TrainError(f"--finetune starts a new run; --resume {args.resume} continues one: drop one of them")
+    if args.basenet is not None:
+        raise TrainError(f"--finetune {args.finetune} starts from the whole model, no base network is read: "
+                         f"drop --basenet {args.basenet}")  # fmt: skip
+    source = read_source(_find_file(args.finetune))
+    f = source.facts
+    for name, value in (("backbone", f.architecture), ("size", f.size), ("batch_norm", f.batch_norm)):
+        given = getattr(args, name, None)
+        if given is not None and given != value:
+            raise TrainError(f"--{name} {given} contradicts --finetune {args.finetune}, which holds an "
+                             f"{model_name(f)} (a fine-tune keeps it): drop --{name}")  # fmt: skip
+        setattr(args, name, value)
+    args.basenet = "none"
+    return source
+
+
+def start_from_source(
+    net: nn.Module, args: argparse.Namespace, rt: Runtime, facts: ModelFacts, source: FinetuneSource
+) -> dict[str, Any]:
+    """Load ``source`` into ``net`` (a new model of ``facts``), print what was loaded; returns the record of it."""
+    plan = plan_finetune(source, facts, args.class_map)
+    for line in apply_finetune(net, plan).lines():
+        say(rt, line)
+    return plan.record()
+
+
 def _find_file(path: str) -> str:
     """``path`` as given, or relative to this repository when it is not found from the working directory."""
     if os.path.exists(path) or os.path.isabs(path):
@@ -113,23 +177,34 @@ def _find_file(path: str) -> str:
 
 
 def build_session(
-    args: argparse.Namespace, rt: Runtime, facts: ModelFacts, state: Mapping[str, Tensor], meta: Mapping[str, Any]
+    args: argparse.Namespace,
+    rt: Runtime,
+    facts: ModelFacts,
+    state: Mapping[str, Tensor],
+    meta: Mapping[str, Any],
+    source: FinetuneSource | None = None,
 ) -> Session:
-    """Model, optimizer and schedule, from scratch, a basenet, a state_dict or a full checkpoint."""
+    """Model, optimizer and schedule, from scratch, a basenet, a model to fine-tune (``source``), a state_dict or a
+    full checkpoint. The ``--freeze`` part of the model stays out of the optimizer."""
     torch.manual_seed(args.seed)
     net = build_from_facts(facts, "train")
-    load_weights(net, args, state)
+    finetuned = start_from_source(net, args, rt, facts, source) if source is not None else None
+    if finetuned is None:
+        load_weights(net, args, state)
     net.to(rt.device)
     # MobileNetV3's depthwise convs train about a quarter faster channels_last on the CPU too (oneDNN)
     if rt.device.type == "cuda" or facts.architecture != DEFAULT_ARCHITECTURE:
         net = net.to(memory_format=torch.channels_last)
+    if rt.distributed and args.batch_norm and rt.device.type == "cuda":
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    freeze(net, args.freeze)  # before DDP, which reduces the gradients of the parameters that require them then
     model = net
     if rt.distributed:
-        if args.batch_norm and rt.device.type == "cuda":
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         device_ids = [rt.local_rank] if rt.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
-    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    optimizer = torch.optim.SGD(
+        trainable_parameters(net), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+    )
     scheduler = build_schedule(optimizer, args.schedule, args.warmup, args.lr_steps, args.gamma, args.max_iter)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=args.amp == "fp16")
     s = Session(args, rt, net, model, optimizer, scheduler, scaler, facts)
@@ -147,6 +222,8 @@ def build_session(
             say(rt, "solver flags given on resume: " + ", ".join(f"--{n} {getattr(args, n)}" for n in changed))
     else:
         s.iteration = args.start_iter
+    if finetuned is not None:
+        s.extra[FINETUNED_FROM] = finetuned
     s.scheduler.jump_to(s.iteration)
     return s
 
