@@ -79,20 +79,18 @@ def open_dataset(args: argparse.Namespace, transform: Any, image_sets: str, vali
 
 def check_annotation_classes(base: Any, classes_file: str) -> None:
     """Every object in the annotations is in ``--classes``: a wrong class list deserves a clear stop, not a skip
-    per picture. Unreadable annotations are left to the dataset, which skips them."""
-    from data.voc0712 import read_voc_xml, voc_objects
-
+    per picture. Unreadable annotations are left to the dataset, which skips them. The annotations read here are
+    kept by the dataset, so training does not parse them again."""
     known = {name.lower() for name in base.class_names}
     for index in range(len(base)):
-        path = base._annopath % base.ids[index]
         try:
-            names = {name for name, _, _ in voc_objects(read_voc_xml(path), path)}
+            anno = base.annotation(index)
         except (OSError, ValueError):
             continue
-        unknown = sorted(n for n in names if n.lower() not in known)
+        unknown = sorted({name for name, _, _ in anno.objects if name.lower() not in known})
         if unknown:
             raise TrainError(
-                f"{path} has objects of class {', '.join(map(repr, unknown))}, which --classes {classes_file} "
+                f"{anno.path} has objects of class {', '.join(map(repr, unknown))}, which --classes {classes_file} "
                 f"({len(known)} names) does not list"
             )
 
