@@ -1,8 +1,9 @@
 """What eval.py costs beyond the network: the wall time of ``eval.main`` against the network's own forward time on
 the same pictures, with an untrained SSD300 (every class of most priors above 0.01: the worst case for
-post-processing and the metric).
+post-processing, the metric and the error analysis), and what its error analysis (``--analysis``, on by default)
+adds to it: ``eval.main`` with ``--analysis false`` timed in the same turns.
 
-    python benchmarks/bench_eval.py --num_images 20 --out benchmarks/results/eval_cpu_<date>.json
+    python benchmarks/bench_eval.py --num_images 50 --out benchmarks/results/eval_cpu_<date>.json
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -72,14 +74,37 @@ def main(argv: Sequence[str] | None = None) -> dict:
         ev = _eval_script()
         argv_eval = ["--trained_model", weights, "--dataset_root", root, "--save_folder", os.path.join(work, "eval")]
         argv_eval += ["--batch_size", str(args.batch_size), "--cuda", "false"]
-        # the two take turns, so that a change in the machine's load falls on both alike
-        forward_times, main_times = [], []
+        # the analysis's own time, read inside the call: the difference of two whole calls is noisier
+        analysis_times: list[float] = []
+        analyse_split, analysis_figures = ev.analyse_split, ev.analysis_figures
+
+        def timed(work: Callable[..., Any]) -> Callable[..., Any]:
+            def run(*a: Any, **k: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return work(*a, **k)
+                finally:
+                    analysis_times[-1] += time.perf_counter() - start
+
+            return run
+
+        ev.analyse_split = timed(analyse_split)
+        ev.analysis_figures = lambda found: [(name, timed(draw)) for name, draw in analysis_figures(found)]
+
+        def run_eval(extra: list[str]) -> float:
+            analysis_times.append(0.0)
+            start = time.perf_counter()
+            ev.main(argv_eval + extra)
+            return time.perf_counter() - start
+
+        # the three take turns, so that a change in the machine's load falls on all alike
+        forward_times, main_times, plain_times = [], [], []
         for _ in range(args.repeats):
             forward_times.append(forward())
-            start = time.perf_counter()
-            ev.main(argv_eval)
-            main_times.append(time.perf_counter() - start)
-        forward_s, main_s = min(forward_times), min(main_times)
+            plain_times.append(run_eval(["--analysis", "false"]))
+            main_times.append(run_eval([]))
+        forward_s, main_s, plain_s = min(forward_times), min(main_times), min(plain_times)
+        analysis_times = [t for t in analysis_times if t > 0]  # the --analysis false turns read none
         results = json.loads(Path(work, "eval", "results.json").read_text())
 
     report = {
@@ -91,10 +116,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "network_forward_s_each": [round(t, 3) for t in forward_times],
         "eval_main_s_each": [round(t, 3) for t in main_times],
         "ratio_main_to_forward": round(main_s / forward_s, 3),
+        "eval_main_no_analysis_s": round(plain_s, 3),
+        "eval_main_no_analysis_s_each": [round(t, 3) for t in plain_times],
+        "analysis_share": round(main_s / plain_s - 1.0, 3),
+        "analysis_s_each": [round(t, 3) for t in analysis_times],
+        "analysis_share_inside": round(max(a / (m - a) for a, m in zip(analysis_times, main_times)), 3),
         "untrained_mAP": results["mAP"],
         "notes": [
             "eval_main_s is the whole eval.main call: reading pictures and annotations, the network, Detect, the "
-            "devkit metric and writing results.json and pr_curves.png; network_forward_s is the raw network alone.",
+            "devkit metric, the error analysis and writing results.json, pr_curves.png, errors.png, confusion.png "
+            "and worst.jpg; network_forward_s is the raw network alone.",
+            "eval_main_no_analysis_s is the same call with --analysis false; analysis_share = eval_main_s / "
+            "eval_main_no_analysis_s - 1, the time the analysis adds.",
+            "analysis_s_each: the analysis timed inside each eval.main call (analysis, worst.jpg, errors.png, "
+            "confusion.png); analysis_share_inside = the largest over the turns of analysis_s / (that call's time "
+            "- analysis_s), immune to the load changing between calls.",
         ],
     }
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))
