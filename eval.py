@@ -43,6 +43,7 @@ from utils.evaluation.voc import ImageDetections, ImageTruth, devkit_iou, evalua
 from utils.training.state import atomic_write_text
 
 PROG = "eval.py"
+PICTURES = ("pr_curves.png", "errors.png", "confusion.png", "worst.jpg")  # what a run may draw in its save folder
 # The classic helpers, importable from here as in ssd.pytorch.
 __all__ = ["devkit_iou", "load_annotations", "main", "match_detections", "parse_rec", "voc_ap", "voc_eval"]
 
@@ -122,8 +123,9 @@ def evaluate(args: argparse.Namespace) -> int:
     split = open_split(args.dataset, root, sets, class_names=names, validation=True)
     score = score_coco if args.dataset == "COCO" else score_voc
     path = os.path.join(args.save_folder, "results.json")
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)  # a run cut short must not leave the previous run's results as if they were its own
+    for name in (path, *(os.path.join(args.save_folder, picture) for picture in PICTURES)):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)  # a run cut short must not leave the previous run's results as if they were its own
     results = score(args, model, split, names, sets)
     if results is not None:
         atomic_write_text(path, json.dumps(results, indent=2))

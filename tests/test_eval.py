@@ -377,11 +377,11 @@ def test_voc_analysis_explains_the_lost_map(
         assert (out / name).stat().st_size > 0, name
     assert cv2.imread(str(out / "worst.jpg")).shape[2] == 3
 
-    plain = tmp_path / "plain"
-    assert ev.main(argv + ["--save_folder", str(plain), "--analysis", "false"]) == 0
-    results = json.loads((plain / "results.json").read_text())
+    # into the same folder: the previous run's analysis pictures do not stay behind as if they were this run's
+    assert ev.main(argv + ["--save_folder", str(out), "--analysis", "false"]) == 0
+    results = json.loads((out / "results.json").read_text())
     assert set(results) == {"mAP", "ap", "metric", "num_images"} and results["mAP"] == pytest.approx(2 / 3)
-    assert (plain / "pr_curves.png").is_file() and not any((plain / name).exists() for name in ANALYSIS_PICTURES)
+    assert (out / "pr_curves.png").is_file() and not any((out / name).exists() for name in ANALYSIS_PICTURES)
 
 
 def test_analysis_without_matplotlib_writes_the_numbers(

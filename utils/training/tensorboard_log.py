@@ -20,8 +20,8 @@ from torch import nn
 from utils.evaluation.runner import select_subset
 from utils.inference import detect_images, draw_detections
 from utils.training.engine import Session, StepResult, TrainError
+from utils.training.state import TENSORBOARD_DIR
 
-FOLDER = "tensorboard"
 NUM_PICTURES = 4  # validation pictures shown at each validation, the same every time
 MAX_SIDE = 512  # longer side of a shown picture, in pixels (keeps the event files small)
 DRAW_SCORE = 0.3  # detections drawn: this score or more (eval.py's --analysis_score), at most MAX_DRAWN each
@@ -51,7 +51,7 @@ class TensorBoardHook:
     def __init__(self, s: Session, dataset: Any | None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(os.path.join(s.args.save_folder, FOLDER), purge_step=s.iteration + 1)
+        self.writer = SummaryWriter(os.path.join(s.args.save_folder, TENSORBOARD_DIR), purge_step=s.iteration + 1)
         self.pictures = fixed_pictures(dataset) if dataset is not None else []
         self.class_names = list(s.facts.class_names)
 
