@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from benchmarks import bench, bench_data
+from benchmarks import bench, bench_data, lite
 from benchmarks import workloads as W
 from benchmarks.previous_detect import PreviousDetect
 from benchmarks.timing import median_ms, peak_cpu_memory_bytes, time_interleaved
@@ -183,3 +183,24 @@ def test_bench_script_runs_every_case_with_tiny_counts(tmp_path) -> None:
     assert {r.get("regime") for r in result["results"] if r["case"] == "end_to_end"} == {"dense", "sparse"}
     assert result["machine"]["cpu"] and result["machine"]["torch"] == torch.__version__
     assert [r["max_abs_diff_boxes"] <= 1e-4 for r in result["results"] if r["case"] == "onnx"] == [True, True]
+
+
+def test_the_light_models_bench_runs_one_regime_with_tiny_counts(tmp_path, monkeypatch) -> None:
+    """SSDLite320 against torchvision's SSDLite: both implementations per case, the regime hit at score 0.001."""
+    monkeypatch.setattr(bench, "CALIBRATION_BATCH", 1)
+    out = tmp_path / "lite.json"
+    tiny = "--device cpu --batch_sizes 1 --warmup 0 --iters 1 --light_warmup 0 --light_iters 1 --threads 1"
+    lite_args = ["--backbone", "mobilenet_v3_large", "--cases", "end_to_end,postprocess", "--regime", "sparse"]
+    bench.main([*tiny.split(), *lite_args, "--out", str(out)])
+    result = json.loads(out.read_text())
+    found = {(r["case"], r["regime"], r["impl"]) for r in result["results"]}
+    assert found == {(c, "sparse", i) for c in ("end_to_end", "postprocess") for i in ("ours", "torchvision")}
+    for impl in ("ours", "torchvision"):
+        stats = result["score_statistics"]["sparse"][impl]
+        assert 100 <= stats["candidates_per_image"] <= 200 and 0 < stats["detections_per_image"] <= 300
+    assert [t["target"] for t in result["targets"]] == ["sparse end_to_end batch 1: torchvision time / ours"]
+    assert result["settings"]["torchvision_model"].startswith("ssdlite320_mobilenet_v3_large(weights=None")
+    video = {"fps": 12.5}
+    checks = lite.check_targets([], video)
+    assert checks == [{"target": "test.py on a 640x480 video: frames per second", "value": 12.5, "goal": ">= 10",
+                       "met": True}]  # fmt: skip

@@ -13,6 +13,7 @@ import torch
 
 from data import VOCDetection, detection_collate
 from data.config import MEANS
+from data.transforms import CLASSIC_PREPROCESSING, Preprocessing
 from utils.augmentations import (
     CROP_MODES,
     Compose,
@@ -27,6 +28,7 @@ from utils.augmentations import (
     ToAbsoluteCoords,
     ToPercentCoords,
     crop_boxes,
+    model_augmentation,
     sample_crop,
 )
 from utils.training.data import EpochBatchSampler, EpochIndexedDataset, SeededTransform, iterate_batches
@@ -187,6 +189,34 @@ def test_fused_equals_the_literal_steps() -> None:
         np.testing.assert_allclose(fused[0], literal[0], atol=0.02, err_msg=f"seed {seed}")
         np.testing.assert_allclose(fused[1], literal[1], atol=1e-5, err_msg=f"seed {seed}")
         np.testing.assert_array_equal(fused[2], literal[2])
+
+
+def test_the_light_models_recipe_is_the_mirror_ending_in_its_preprocessing() -> None:
+    """mobilenet_v3_large: the literal mirror step (no colour, zoom-out or crop), then (pixel - 127.5) / 127.5."""
+    lite = Preprocessing((127.5,) * 3, (127.5,) * 3)
+    data_rng = np.random.default_rng(5)
+    for seed in range(60):
+        image, boxes, labels = random_sample(data_rng)
+        fused = model_augmentation("mobilenet_v3_large", 320, lite, seed)(image, boxes, labels)
+        rng = np.random.default_rng(seed)
+        steps = [ConvertFromInts(), ToAbsoluteCoords(), RandomMirror(rng), ToPercentCoords()]
+        literal = Compose([*steps, Resize(320), SubtractMeans((127.5,) * 3)])(image, boxes, labels)
+        np.testing.assert_allclose(fused[0], literal[0] / 127.5, atol=1e-5, err_msg=f"seed {seed}")
+        np.testing.assert_allclose(fused[1], literal[1], atol=1e-5, err_msg=f"seed {seed}")
+        np.testing.assert_array_equal(fused[2], literal[2])
+        assert fused[0].shape == (320, 320, 3) and np.abs(fused[0]).max() <= 1.0 + 1e-6
+
+
+def test_the_vgg16_recipe_is_the_classic_pipeline_bit_for_bit() -> None:
+    data_rng = np.random.default_rng(6)
+    for seed in range(40):
+        image, boxes, labels = random_sample(data_rng)
+        classic = SSDAugmentation(300, MEANS, rng=seed)(image, boxes, labels)
+        recipe = model_augmentation("vgg16", 300, CLASSIC_PREPROCESSING, seed)(image, boxes, labels)
+        for a, b in zip(classic, recipe):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="no augmentation recipe for architecture 'resnet'"):
+        model_augmentation("resnet", 300, CLASSIC_PREPROCESSING)
 
 
 def test_the_same_seed_gives_the_same_output_and_other_seeds_other_outputs() -> None:
