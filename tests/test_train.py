@@ -156,7 +156,8 @@ def test_coco_trains_an_81_class_model(tmp_path) -> None:
     _write_tiny_coco(root)
     assert train.main(_argv(str(root), folder, "--dataset", "COCO", "--max_iter", "1")) == 0
     ckpt = torch.load(folder / "ssd300_COCO_last.ckpt", weights_only=True)
-    assert (ckpt["num_classes"], ckpt["config"], len(ckpt["class_names"])) == (81, "COCO", 80)
+    facts = ckpt["model_facts"]
+    assert (facts["num_classes"], facts["prior_config"]["name"], len(facts["class_names"])) == (81, "COCO", 80)
     assert ckpt["args"]["image_sets"] == "train2014" and (folder / "ssd300_COCO_1.pth").is_file()
 
 
@@ -184,7 +185,8 @@ def test_a_custom_class_list_sets_the_number_of_classes(tiny_voc, tmp_path) -> N
     folder = tmp_path / "w"
     assert train.main(_argv(tiny_voc, folder, "--max_iter", "1", "--classes", str(classes))) == 0
     ckpt = torch.load(folder / "ssd300_VOC_last.ckpt", weights_only=True)
-    assert ckpt["num_classes"] == len(SYNTHETIC_CLASSES) + 1 and ckpt["class_names"] == list(SYNTHETIC_CLASSES)
+    facts = ckpt["model_facts"]
+    assert facts["num_classes"] == len(SYNTHETIC_CLASSES) + 1 and facts["class_names"] == list(SYNTHETIC_CLASSES)
     assert ckpt["model"]["conf.0.weight"].shape[0] == 4 * (len(SYNTHETIC_CLASSES) + 1)
 
 
@@ -194,8 +196,11 @@ def test_a_custom_class_list_sets_the_number_of_classes(tiny_voc, tmp_path) -> N
 def _check_checkpoint(path: str, iteration: int) -> dict:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     assert ckpt["iteration"] == iteration
-    assert (ckpt["size"], ckpt["num_classes"], ckpt["config"], ckpt["batch_norm"]) == (300, 21, "VOC", False)
-    assert len(ckpt["class_names"]) == 20 and ckpt["class_names"][0] == "aeroplane"
+    facts = ckpt["model_facts"]
+    assert (facts["size"], facts["num_classes"], facts["prior_config"]["name"], facts["batch_norm"]) == (
+        300, 21, "VOC", False,
+    )  # fmt: skip
+    assert len(facts["class_names"]) == 20 and facts["class_names"][0] == "aeroplane"
     assert isinstance(ckpt["args"], dict) and ckpt["args"]["seed"] == 3
     assert {"model", "optimizer", "scheduler", "rng"} <= set(ckpt)
     return ckpt

@@ -128,6 +128,49 @@ def _preprocessing(record: Any, architecture: str) -> Preprocessing:
         raise _FieldError("preprocessing", "{mean: [b, g, r], std: [b, g, r]}", f"{record!r} ({err})") from None
 
 
+def _validated_fields(
+    size: Any,
+    batch_norm: Any,
+    class_names: Any,
+    prior_config: Any,
+    dataset: Any,
+    architecture: Any,
+    preprocessing: Any,
+    where: str,
+    source: str,
+) -> dict[str, Any]:
+    """Every field of :class:`ModelFacts` checked and normalised (tuples, a read-only prior config, the
+    architecture's preprocessing when None). The one place facts are validated.
+
+    Raises:
+        CheckpointError: ``where: field 'NAME': expected …, got …`` (a prior config's error names ``source``).
+    """
+    try:
+        architecture = _check_architecture(architecture)
+        size = _check_size(size, architecture)
+        if not isinstance(batch_norm, bool):
+            raise _FieldError("batch_norm", "true or false", batch_norm)
+        if dataset is not None and not isinstance(dataset, str):
+            raise _FieldError("dataset", "a name or null", dataset)
+        fields = {
+            "size": size,
+            "batch_norm": batch_norm,
+            "class_names": _class_names(class_names),
+            "dataset": dataset,
+            "architecture": architecture,
+            "preprocessing": _preprocessing(preprocessing, architecture),
+        }
+    except _FieldError as err:
+        raise CheckpointError(f"{where}: {err}") from None
+    try:
+        fields["prior_config"] = _prior_config(prior_config, size, dataset, source)
+    except _FieldError as err:
+        raise CheckpointError(f"{where}: {err}") from None
+    except ValueError as err:  # data.priors names the file and the field
+        raise CheckpointError(str(err)) from None
+    return fields
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """What a trained SSD needs to run as it was trained.
@@ -155,21 +198,12 @@ class ModelFacts:
     preprocessing: Preprocessing = None  # type: ignore[assignment]  # None: the architecture's
 
     def __post_init__(self) -> None:
-        try:
-            _check_architecture(self.architecture)
-            _check_size(self.size, self.architecture)
-            object.__setattr__(self, "preprocessing", _preprocessing(self.preprocessing, self.architecture))
-            if not isinstance(self.batch_norm, bool):
-                raise _FieldError("batch_norm", "true or false", self.batch_norm)
-            if self.dataset is not None and not isinstance(self.dataset, str):
-                raise _FieldError("dataset", "a name or null", self.dataset)
-            object.__setattr__(self, "class_names", _class_names(self.class_names))
-            prior = _prior_config(self.prior_config, self.size, self.dataset, "invalid model facts")
-            object.__setattr__(self, "prior_config", prior)
-        except _FieldError as err:
-            raise CheckpointError(f"invalid model facts: {err}") from None
-        except ValueError as err:  # data.priors names the field
-            raise CheckpointError(str(err)) from None
+        fields = _validated_fields(
+            self.size, self.batch_norm, self.class_names, self.prior_config, self.dataset, self.architecture,
+            self.preprocessing, where="invalid model facts", source="invalid model facts",
+        )  # fmt: skip
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ModelFacts:
         return self  # immutable (its prior config is a read-only mapping, which deepcopy cannot copy)
@@ -197,6 +231,7 @@ class ModelFacts:
     @classmethod
     def from_dict(cls, d: Any, source: str) -> ModelFacts:
         """Validate a record written by :meth:`to_dict`; ``source`` names its file in the one-line error."""
+        where = f"{source}: not a valid SSD model description"
         try:
             if not isinstance(d, Mapping):
                 raise _FieldError("(top level)", "an object", type(d).__name__)
@@ -208,25 +243,20 @@ class ModelFacts:
             for key in ("size", "batch_norm", "class_names", "prior_config"):
                 if key not in d:
                     raise _FieldError(key, "a value", "nothing")
-            names = _class_names(d["class_names"])
-            if "num_classes" in d and d["num_classes"] != len(names) + 1:
-                expected = f"{len(names) + 1} (the class names plus background)"
-                raise _FieldError("num_classes", expected, d["num_classes"])
-            architecture = _check_architecture(d.get("architecture", DEFAULT_ARCHITECTURE))
-            preprocessing = _preprocessing(d.get("preprocessing"), architecture)
-            size = _check_size(d["size"], architecture)
-            if not isinstance(d["batch_norm"], bool):
-                raise _FieldError("batch_norm", "true or false", d["batch_norm"])
-            dataset = d.get("dataset")
-            if dataset is not None and not isinstance(dataset, str):
-                raise _FieldError("dataset", "a name or null", dataset)
         except _FieldError as err:
-            raise CheckpointError(f"{source}: not a valid SSD model description: {err}") from None
-        try:
-            prior = _prior_config(d["prior_config"], size, dataset, source)
-        except ValueError as err:
-            raise CheckpointError(str(err)) from None
-        return cls(size, d["batch_norm"], names, prior, dataset, architecture, preprocessing)
+            raise CheckpointError(f"{where}: {err}") from None
+        fields = _validated_fields(
+            d["size"], d["batch_norm"], d["class_names"], d["prior_config"], d.get("dataset"),
+            d.get("architecture", DEFAULT_ARCHITECTURE), d.get("preprocessing"), where=where, source=source,
+        )  # fmt: skip
+        num_classes = len(fields["class_names"]) + 1
+        if "num_classes" in d and d["num_classes"] != num_classes:
+            expected = f"{num_classes} (the class names plus background)"
+            raise CheckpointError(f"{where}: {_FieldError('num_classes', expected, d['num_classes'])}")
+        facts = object.__new__(cls)  # the fields are validated: build without validating them a second time
+        for name, value in fields.items():
+            object.__setattr__(facts, name, value)
+        return facts
 
     @classmethod
     def from_model(cls, net: DetectionNet, class_names: Sequence[str], dataset: str | None = None) -> ModelFacts:
@@ -353,24 +383,10 @@ def check_sidecar_owner(weights_path: str | os.PathLike[str], digest: str) -> No
 
 
 def facts_from_meta(meta: Mapping[str, Any], source: str = "checkpoint") -> ModelFacts | None:
-    """The facts a full training checkpoint records (its ``"model_facts"`` entry); None when it holds none.
-
-    A checkpoint that records only ``size``, ``batch_norm``, ``class_names`` and a ``data.config`` name under
-    ``"config"`` (VOC, COCO, VOC512, COCO512) gives the facts of that config.
-    """
+    """The facts a full training checkpoint records (its ``"model_facts"`` entry); None when it holds none."""
     if FACTS_KEY in meta:
         return ModelFacts.from_dict(meta[FACTS_KEY], f"{source} ({FACTS_KEY})")
-    if not all(k in meta for k in ("size", "batch_norm", "class_names", "config")):
-        return None
-    known = _KNOWN_CONFIGS.get(str(meta["config"]))
-    if known is None or known[1] != meta["size"]:
-        return None
-    args = meta.get("args")
-    dataset = args.get("dataset") if isinstance(args, Mapping) else None
-    try:
-        return ModelFacts(meta["size"], meta["batch_norm"], meta["class_names"], get_config(*known), dataset)
-    except CheckpointError as err:
-        raise CheckpointError(f"{source}: {err}") from None
+    return None
 
 
 def same_priors(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -242,16 +242,25 @@ def test_full_checkpoint_carries_the_facts(tmp_path: Path, sd3: dict[str, torch.
     sd, meta = read_checkpoint(path)
     assert facts_from_meta(meta) == facts
     assert resolve_facts(path, sd, meta)[0] == facts
-    # a checkpoint recording only a data.config name gets that config
-    legacy = {
-        "size": 300,
-        "batch_norm": False,
-        "class_names": ["a", "b"],
-        "config": "COCO",
-        "args": {"dataset": "COCO"},
-    }
-    assert facts_from_meta(legacy) == ModelFacts(300, False, ("a", "b"), coco, "COCO")
     assert facts_from_meta({"iteration": 3}) is None
+
+
+def test_files_written_before_architecture_was_recorded_still_load(tmp_path: Path, sd3: dict) -> None:
+    """A _last.ckpt as train.py wrote it before (version-1 facts, and the flat copies of them it no longer writes)
+    and a .pth + version-1 sidecar load as the VGG16 model with the classic preprocessing."""
+    facts = ModelFacts(300, False, ("circle", "square"), voc, "VOC")
+    old = {k: v for k, v in facts.to_dict().items() if k not in ("architecture", "preprocessing")} | {"version": 1}
+    flat = {"size": 300, "num_classes": 3, "config": "VOC", "class_names": ["circle", "square"], "batch_norm": False}
+    ckpt = tmp_path / "ssd300_VOC_last.ckpt"
+    torch.save({"model": sd3, "iteration": 3, "model_facts": old, **flat}, ckpt)
+    weights = tmp_path / "ssd300_VOC_3.pth"
+    torch.save(sd3, weights)
+    (tmp_path / "ssd300_VOC_3.json").write_text(json.dumps(old))
+    for path in (ckpt, weights):
+        model = load_model(path)
+        assert model.facts == facts and model.facts.architecture == "vgg16"
+        assert model.preprocessing.mean == (104.0, 117.0, 123.0) and model.preprocessing.std == (1.0, 1.0, 1.0)
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in sd3.items())
 
 
 def test_bare_pth_priors_come_from_the_dataset_never_the_class_count(tmp_path: Path) -> None:

@@ -73,7 +73,6 @@ class Session:
 
     def checkpoint(self) -> dict[str, Any]:
         """The full training state as plain containers, numbers, strings and tensors (``weights_only`` loads it)."""
-        facts = self.facts.to_dict()
         return {
             "model": cpu_state(self.net),
             "optimizer": self.optimizer.state_dict(),
@@ -82,12 +81,7 @@ class Session:
             "iteration": self.iteration,
             "rng": capture_rng_state(cuda=self.rt.device.type == "cuda"),
             "args": dict(vars(self.args)),
-            "model_facts": facts,
-            "size": facts["size"],
-            "num_classes": facts["num_classes"],
-            "config": facts["prior_config"].get("name"),
-            "class_names": list(facts["class_names"]),
-            "batch_norm": facts["batch_norm"],
+            "model_facts": self.facts.to_dict(),
             "world_size": self.rt.world_size,
             "extra": dict(self.extra),
         }
