@@ -383,7 +383,7 @@ class VOCDetection(DetectionDataset):
         anno = self.annotation(index)
         img = self.pull_image(index)
         height, width = img.shape[:2]
-        _check_size(anno, width, height)
+        _check_picture_size(anno, width, height)
         return img, targets_array(self.target_transform(anno.objects, width, height, source=anno.path))
 
     def pull_anno(self, index: int) -> tuple[str, list[list[float]]]:
@@ -419,7 +419,7 @@ class VOCDetection(DetectionDataset):
         anno = self.annotation(index)
         xml_path = anno.path
         if image_size is not None:
-            _check_size(anno, image_size[0], image_size[1])
+            _check_picture_size(anno, image_size[0], image_size[1])
         class_to_ind = getattr(self.target_transform, "class_to_ind", None) or _class_index(None)
         objects = parse_voc_objects(anno.objects, class_to_ind, xml_path)
         for k, (box, _, _) in enumerate(objects):
@@ -451,7 +451,7 @@ def _recorded_size(xml_root: ET.Element, source: str) -> tuple[int, int] | None:
     return (xml_w, xml_h) if xml_w > 0 and xml_h > 0 else None
 
 
-def _check_size(anno: VOCAnnotation, width: int, height: int) -> None:
+def _check_picture_size(anno: VOCAnnotation, width: int, height: int) -> None:
     """A ``<size>`` that disagrees with the image means the boxes were drawn on another image: ValueError.
 
     A missing ``<size>`` is fine: the image's own size is used, as the classic.

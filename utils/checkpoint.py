@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from data.config import ARCHITECTURES, DEFAULT_ARCHITECTURE, get_architecture, get_config
-from data.priors import prior_config_dict, prior_config_from_dict
+from data.priors import PRIOR_KEYS, prior_config_dict, prior_config_from_dict
 from data.transforms import Preprocessing
 from utils.cli import resolve_class_names
 from utils.training.state import atomic_write_text
@@ -54,9 +54,7 @@ FACTS_VERSION = 2  # 2 added architecture and preprocessing; a version-1 record 
 FACTS_KEY = "model_facts"  # where a full training checkpoint keeps them
 DIGEST_KEY = "weights_sha256"  # the sidecar's digest of its weights; sidecars written before it have none
 WEIGHTS_EXTENSIONS = (".pth", ".pt", ".ckpt")  # weights files a sidecar <stem>.json can describe
-PRIOR_KEYS: tuple[str, ...] = (
-    "name", "min_dim", "feature_maps", "steps", "min_sizes", "max_sizes", "aspect_ratios", "variance", "clip",
-)  # fmt: skip
+FACTS_PRIOR_KEYS: tuple[str, ...] = ("name", *PRIOR_KEYS)  # a recorded prior config: the priors and their name
 _BACKGROUND_NAMES = ("background", "__background__")
 # the prior-config names of data.config → (dataset, size), for checkpoints that record only the name
 _KNOWN_CONFIGS: dict[str, tuple[str, int]] = {
@@ -77,7 +75,7 @@ class _FieldError(ValueError):
 
 
 def _prior_config(cfg: Any, size: int, dataset: str | None, source: str) -> Mapping[str, Any]:
-    """Validate a recorded prior config (``data.priors``) → a read-only mapping of ``PRIOR_KEYS``, tuples not lists.
+    """Validate a recorded prior config (``data.priors``) → a read-only mapping of ``FACTS_PRIOR_KEYS`` (tuples).
 
     ``name`` is the dataset config's ("VOC", "COCO512", …) when the priors equal it, "custom" otherwise.
     """
@@ -86,7 +84,7 @@ def _prior_config(cfg: Any, size: int, dataset: str | None, source: str) -> Mapp
     base_dataset = (dataset or _KNOWN_CONFIGS.get(str(cfg.get("name")), ("VOC",))[0]).upper()
     base = get_config(base_dataset if base_dataset in ("VOC", "COCO") else "VOC", size)
     full = prior_config_from_dict(cfg, base, f"{source}: prior_config")
-    return MappingProxyType({key: full[key] for key in PRIOR_KEYS})
+    return MappingProxyType({key: full[key] for key in FACTS_PRIOR_KEYS})
 
 
 def _class_names(names: Any) -> tuple[str, ...]:
@@ -180,7 +178,7 @@ class ModelFacts:
         batch_norm: BatchNorm after every backbone and extra conv (always true for mobilenet_v3_large).
         class_names: the object classes in label order (background, class 0, is implicit), as written (matched
             ignoring case).
-        prior_config: the prior-box config (``PRIOR_KEYS`` of a ``data.config`` dict); heads have
+        prior_config: the prior-box config (``FACTS_PRIOR_KEYS`` of a ``data.config`` dict); heads have
             ``2 + 2·len(ratios)`` boxes per location.
         dataset: "VOC" or "COCO" (the layout it was trained on), or None when unknown.
         architecture: a ``data.config.ARCHITECTURES`` name (default vgg16, the classic model).

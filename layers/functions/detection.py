@@ -207,7 +207,7 @@ def _read_two_flags(first: Tensor, second: Tensor) -> tuple[bool, bool]:
     return bool(code & 2), bool(code & 1)
 
 
-def tv_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+def nms_op(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """torchvision's NMS operator, as ``torchvision.ops.nms`` calls it, without that wrapper's checks and usage
     logging (a fifth of a small call's time on the CPU, where Detect makes a hundred calls).
 
@@ -288,7 +288,7 @@ def _batched_nms(
     shifted = boxes64 + (group.double() * span)[:, None]
     kept, start = [], 0
     for chunk_boxes, chunk_scores in zip(shifted.split(sizes), scores.double().split(sizes)):
-        kept.append(tv_nms(chunk_boxes, chunk_scores, nms_thresh) + start)
+        kept.append(nms_op(chunk_boxes, chunk_scores, nms_thresh) + start)
         start += chunk_boxes.shape[0]
     # Ascending positions: mark the survivors, then list the marks; their number is known, so the host need not wait.
     survives = torch.zeros(boxes.shape[0], dtype=torch.bool, device=boxes.device)

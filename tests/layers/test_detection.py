@@ -98,7 +98,7 @@ def test_nms_in_several_chunks_gives_the_same_output(monkeypatch):
         calls.append(boxes.shape[0])
         return torch.ops.torchvision.nms(boxes, scores, thresh)
 
-    monkeypatch.setattr(detection, "tv_nms", counting_nms)
+    monkeypatch.setattr(detection, "nms_op", counting_nms)
     monkeypatch.setattr(detection, "NMS_CPU_BOXES", 250)
     chunked = detect(loc, conf, priors)
     assert torch.equal(chunked, whole)
