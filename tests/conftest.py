@@ -5,10 +5,13 @@ from __future__ import annotations
 import random
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+
+from benchmarks.repo import load_script
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +68,13 @@ def fail_line(capsys: pytest.CaptureFixture[str]) -> Callable[[Callable[[Sequenc
         return err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def scripts() -> SimpleNamespace:
+    """``scripts.eval`` and ``scripts.test``: eval.py and test.py as modules (``benchmarks.repo.load_script``; a test
+    file about one script loads it at import time with the same function). train.py imports as ``train``."""
+    return SimpleNamespace(eval=load_script("eval"), test=load_script("test"))
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
@@ -17,23 +15,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from benchmarks.repo import load_script
 from ssd import build_ssd
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str) -> ModuleType:
-    """Import a top-level script by path (``test`` would otherwise be the stdlib package)."""
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(ROOT / f"{name}.py"):
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ev = _load("eval")
+ev = load_script("eval")
 
 
 # ----------------------------------------------------------------------------- voc_ap
