@@ -97,7 +97,6 @@ def run_inference(
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),  # its own stream: the workers' base seed is not drawn from the global RNG
     )
-    channels_last = device.type == "cuda"
     detections: list[DetectionArrays] = []
     truths: list[ImageTruth | None] = []
     start = time.perf_counter()
@@ -105,9 +104,7 @@ def run_inference(
         broken = next((e for e in errors if e is not None), None)
         if broken is not None:
             raise ValueError(broken)
-        x = torch.stack(inputs)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = torch.stack(inputs)  # detect_batch moves it to the device (channels_last on CUDA)
         with autocast(device, amp):
             detections += detect_batch(net, x, sizes, conf_thresh, inclusive)
         truths += batch_truths
