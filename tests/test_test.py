@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
+from benchmarks.repo import REPO_ROOT, load_script
 from data.config import voc
 from ssd import Detector, build_ssd
 from utils.checkpoint import ModelFacts, build_from_facts, load_model, read_checkpoint, write_sidecar
 from utils.inference import detect_images
 
-ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["circle", "square"]
 
 
-def _load(name: str) -> ModuleType:
-    """Import a top-level script by path: ``import test`` would find the stdlib package."""
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-script = _load("test")
+script = load_script("test")
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +93,8 @@ def test_runs_as_a_script(tmp_path: Path, model_file: Path, classes_file: Path) 
     pic = tmp_path / "pic.jpg"
     _image(pic, 64, 64, 4)
     cmd = [sys.executable, "test.py", str(pic), "--trained_model", str(model_file), "--classes", str(classes_file)]
-    done = subprocess.run(cmd + ["--save_folder", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    cmd += ["--save_folder", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "pic_det.jpg").is_file() and (tmp_path / "detections.json").is_file()
 

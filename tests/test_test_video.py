@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
@@ -14,26 +12,18 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from benchmarks.repo import load_script
 from data.config import voc
 from ssd import build_ssd
 from utils import video
 from utils.checkpoint import ModelFacts, load_model, write_sidecar
 from utils.inference import detect_images
 
-ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["circle", "square"]
 W, H, FPS = 64, 48, 10.0
 
 
-def _load_script() -> ModuleType:
-    """Import test.py by path: ``import test`` would find the stdlib package."""
-    spec = importlib.util.spec_from_file_location("_script_test_video", ROOT / "test.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-script = _load_script()
+script = load_script("test")
 
 
 @pytest.fixture(scope="module")
