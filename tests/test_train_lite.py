@@ -3,12 +3,9 @@ the whole journey (train → eval → test on pictures and a video → export �
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
@@ -19,17 +16,7 @@ import train
 from utils.training.log import read_log
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-ROOT = Path(__file__).resolve().parents[1]
 LITE = ("--backbone", "mobilenet_v3_large")
-
-
-def _script(name: str) -> ModuleType:
-    """A top-level script by path (``test`` would otherwise be the stdlib package)."""
-    spec = importlib.util.spec_from_file_location(f"_lite_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _parse(*argv: str):
@@ -113,7 +100,7 @@ def _video(path: Path, frames: int = 3) -> Path:
 
 
 @pytest.mark.slow
-def test_the_light_model_journey_needs_no_flag_after_training(tiny_voc, tmp_path) -> None:
+def test_the_light_model_journey_needs_no_flag_after_training(tiny_voc, tmp_path, scripts) -> None:
     """train → eval → test (a picture and a video) → export (onnxruntime equals PyTorch) → inspect."""
     weights = tmp_path / "w"
     assert train.main(_argv(tiny_voc, weights, "--max_iter", "2")) == 0
@@ -125,14 +112,14 @@ def test_the_light_model_journey_needs_no_flag_after_training(tiny_voc, tmp_path
 
     out = tmp_path / "eval"
     argv = ["--trained_model", str(model), "--dataset_root", tiny_voc, "--save_folder", str(out), "--num_workers", "0"]
-    assert _script("eval").main([*argv, "--cuda", "false"]) == 0
+    assert scripts.eval.main([*argv, "--cuda", "false"]) == 0
     assert json.loads((out / "results.json").read_text())["num_images"] == 1
 
     picture = next(Path(tiny_voc, "VOC2007", "JPEGImages").glob("*.jpg"))
     video = _video(tmp_path / "clip.avi")
     det = tmp_path / "det"
     argv = ["--trained_model", str(model), "--save_folder", str(det), "--visual_threshold", "0", "--cuda", "false"]
-    assert _script("test").main([*argv, str(picture), str(video)]) == 0
+    assert scripts.test.main([*argv, str(picture), str(video)]) == 0
     assert json.loads((det / "detections.json").read_text())[0]["detections"]  # the threshold 0 keeps some
     assert len((det / "clip_det.jsonl").read_text().splitlines()) == 3
 
