@@ -37,7 +37,7 @@ from layers import MultiBoxLoss
 from utils.checkpoint import model_name, read_checkpoint
 from utils.cli import add_bool, add_device_flags, choose_device, run_main
 from utils.training import hooks
-from utils.training.data import EpochIndexedDataset, SeededTransform, batches_per_epoch, iterate_batches
+from utils.training.data import EpochIndexedDataset, SeededTransform, check_batches_per_epoch, iterate_batches
 from utils.training.engine import Stopped, TrainError, run_loop, say
 from utils.training.finetune import FREEZE_CHOICES
 from utils.training.log import TrainLog, plot_loss
@@ -221,9 +221,7 @@ def train(args: argparse.Namespace, rt: Runtime) -> None:
     base.transform = transform = SeededTransform(partial(augmentation, facts), args.seed)
     dataset = EpochIndexedDataset(base, transform)
     per_rank = args.batch_size // rt.world_size
-    if batches_per_epoch(len(dataset), per_rank, rt.world_size) == 0:
-        raise TrainError(f"the dataset has {len(dataset)} images, fewer than one batch of {args.batch_size}: "
-                         "lower --batch_size or add images")  # fmt: skip
+    check_batches_per_epoch(len(dataset), per_rank, rt.world_size)  # before the model is built
     s = build_session(args, rt, facts, state, meta, source)
     if s.iteration >= args.max_iter:
         raise TrainError(f"nothing to do: training starts at iteration {s.iteration} and --max_iter is {args.max_iter}")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-Transform = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+from data.common import Transform
 
 
 class SeededTransform:
@@ -95,6 +95,17 @@ class EpochBatchSampler:
             yield [(self.epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
 
 
+def check_batches_per_epoch(dataset_len: int, batch_size: int, world_size: int = 1) -> int:
+    """:func:`batches_per_epoch`, or a ValueError (a user error) when the dataset holds less than one batch."""
+    per_epoch = batches_per_epoch(dataset_len, batch_size, world_size)
+    if per_epoch == 0:
+        raise ValueError(
+            f"the dataset has {dataset_len} images, fewer than one batch of {batch_size * world_size}: "
+            "lower --batch_size or add images"
+        )
+    return per_epoch
+
+
 def batches_per_epoch(dataset_len: int, batch_size: int, world_size: int = 1) -> int:
     """Full batches per epoch on each rank (0 when the dataset is smaller than one global batch)."""
     return (dataset_len // world_size) // batch_size
@@ -120,12 +131,7 @@ class RunBatchSampler:
     def __init__(
         self, dataset_len: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start_iter: int = 0
     ) -> None:
-        self.per_epoch = batches_per_epoch(dataset_len, batch_size, world_size)
-        if self.per_epoch == 0:
-            raise ValueError(
-                f"the dataset has {dataset_len} images, fewer than one batch of {batch_size * world_size}: "
-                "lower --batch_size or add images"
-            )
+        self.per_epoch = check_batches_per_epoch(dataset_len, batch_size, world_size)
         self.dataset_len, self.batch_size, self.seed = dataset_len, batch_size, seed
         self.rank, self.world_size, self.start_iter = rank, world_size, start_iter
 
