@@ -7,14 +7,13 @@ Every test here is marked ``cuda`` and skipped without a GPU; ``scripts/gpu_chec
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import math
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -31,20 +30,11 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:--basenet none:UserWarning"),
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
 CUDA = torch.device("cuda")
 NUM_CLASSES = 21
 # The classes data.synthetic draws, as labels of the 21-class VOC model (0 = background).
 SYNTHETIC = ("car", "boat", "sheep", "bottle", "person", "tvmonitor")
 SYNTHETIC_LABELS = [VOC_CLASSES.index(name) + 1 for name in SYNTHETIC]
-
-
-def _load(name: str) -> ModuleType:
-    """Import a top-level script by path (``test`` would otherwise be the stdlib package)."""
-    spec = importlib.util.spec_from_file_location(f"_cuda_script_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -309,14 +299,13 @@ def confident_model(voc_root: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_eval_on_cuda_gives_the_cpu_results(
-    voc_root: str, confident_model: tuple[str, list[float]], tmp_path: Path
+    voc_root: str, confident_model: tuple[str, list[float]], tmp_path: Path, scripts: SimpleNamespace
 ) -> None:
-    ev = _load("eval")
     results = {}
     for cuda in ("true", "false"):
         out = tmp_path / f"eval_cuda_{cuda}"
         argv = ["--voc_root", voc_root, "--trained_model", confident_model[0], "--save_folder", str(out)]
-        assert ev.main([*argv, "--cuda", cuda, "--num_workers", "0", "--batch_size", "2"]) == 0
+        assert scripts.eval.main([*argv, "--cuda", cuda, "--num_workers", "0", "--batch_size", "2"]) == 0
         results[cuda] = json.loads((out / "results.json").read_text())
     on_gpu, on_cpu = results["true"], results["false"]
     assert on_gpu["num_images"] == on_cpu["num_images"] == 4 and on_gpu["metric"] == "voc07"
@@ -330,16 +319,15 @@ def test_eval_on_cuda_gives_the_cpu_results(
 
 
 def test_test_script_on_cuda_draws_the_expected_detections(
-    voc_root: str, confident_model: tuple[str, list[float]], tmp_path: Path
+    voc_root: str, confident_model: tuple[str, list[float]], tmp_path: Path, scripts: SimpleNamespace
 ) -> None:
     import cv2
 
-    script = _load("test")
     model, box = confident_model
     pictures = sorted((Path(voc_root) / "VOC2007" / "JPEGImages").glob("*.jpg"))[-2:]
     out = tmp_path / "detections"
     argv = [*map(str, pictures), "--trained_model", model, "--dataset", "VOC", "--save_folder", str(out)]
-    assert script.main([*argv, "--cuda", "true", "--visual_threshold", "0.02"]) == 0
+    assert scripts.test.main([*argv, "--cuda", "true", "--visual_threshold", "0.02"]) == 0
 
     records = json.loads((out / "detections.json").read_text())
     expected = _expected_scores()
