@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import sys
@@ -13,26 +12,11 @@ import pytest
 import torch
 
 import train
+from tests.argv import train_argv
 from utils.training.log import read_log
 
 pytestmark = pytest.mark.filterwarnings("ignore:--basenet none:UserWarning")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _eval_script():
-    spec = importlib.util.spec_from_file_location("eval", os.path.join(REPO, "eval.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("eval", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _argv(root: str, folder, *extra: str) -> list[str]:
-    return [
-        "--dataset_root", root, "--save_folder", str(folder), "--basenet", "none", "--batch_size", "1",
-        "--num_workers", "0", "--cuda", "false", "--seed", "5", "--log_every", "1", "--image_sets", "2007:trainval",
-        *extra,
-    ]  # fmt: skip
+TRAINVAL = ("--image_sets", "2007:trainval")
 
 
 def _eval_rows(folder) -> list[list[str]]:
@@ -76,14 +60,15 @@ def _check_events(folder, iterations: list[int]) -> None:
 
 
 @pytest.mark.slow
-def test_validation_during_training(tmp_path, one_thread) -> None:
+def test_validation_during_training(tmp_path, one_thread, scripts) -> None:
     from data.synthetic import make_voc_dataset
 
     root = make_voc_dataset(str(tmp_path / "voc"), num_train=3, num_test=3, seed=1)
     with_eval, plain = tmp_path / "with_eval", tmp_path / "plain"
     validation = ("--eval_every", "1", "--eval_images", "2", "--eval_sets", "2007:test", "--tensorboard", "true")
-    assert train.main(_argv(root, with_eval, "--max_iter", "2", "--save_every", "1", *validation)) == 0
-    assert train.main(_argv(root, plain, "--max_iter", "2", "--save_every", "1")) == 0
+    steps = (*TRAINVAL, "--max_iter", "2", "--save_every", "1")
+    assert train.main(train_argv(root, with_eval, *steps, *validation, seed=5)) == 0
+    assert train.main(train_argv(root, plain, *steps, seed=5)) == 0
 
     # the same losses with and without validation: it draws nothing from the training streams
     log, log_plain = read_log(str(with_eval / "train_log.csv")), read_log(str(plain / "train_log.csv"))
@@ -95,10 +80,9 @@ def test_validation_during_training(tmp_path, one_thread) -> None:
         ["2", "voc07"],
     ]
     # eval.py on the same weights and the same seeded subset gives the same number
-    ev = _eval_script()
     out = tmp_path / "eval"
     argv = ["--trained_model", str(with_eval / "ssd300_VOC_2.pth"), "--dataset_root", root, "--num_images", "2"]
-    assert ev.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--cuda", "false"]) == 0
+    assert scripts.eval.main(argv + ["--save_folder", str(out), "--num_workers", "0", "--cuda", "false"]) == 0
     assert json.loads((out / "results.json").read_text())["mAP"] == pytest.approx(float(rows[2][2]), abs=1e-12)
 
     values = [float(r[2]) for r in rows[1:]]
@@ -119,7 +103,7 @@ def test_validation_during_training(tmp_path, one_thread) -> None:
 
     # a resumed run keeps its best and continues the validation log
     resume = ["--resume", str(with_eval / "ssd300_VOC_last.ckpt"), "--max_iter", "3", *validation]
-    assert train.main(_argv(root, with_eval, *resume)) == 0
+    assert train.main(train_argv(root, with_eval, *TRAINVAL, *resume, seed=5)) == 0
     rows = _eval_rows(with_eval)
     assert [r[0] for r in rows[1:]] == ["1", "2", "3"]
     kept = torch.load(with_eval / "ssd300_VOC_last.ckpt", weights_only=True)["extra"]["best"]
@@ -132,6 +116,7 @@ def test_tensorboard_without_the_package_is_one_line(tmp_path, tiny_voc, monkeyp
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # importing it raises ImportError
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     folder = tmp_path / "run"
-    err = fail_line(train.main, _argv(tiny_voc, folder, "--max_iter", "1", "--tensorboard", "true"))
+    argv = train_argv(tiny_voc, folder, *TRAINVAL, "--max_iter", "1", "--tensorboard", "true", seed=5)
+    err = fail_line(train.main, argv)
     assert "--tensorboard true needs the tensorboard package (pip install tensorboard)" in err
     assert not folder.exists()  # refused before anything is written
