@@ -35,7 +35,7 @@ from utils.checkpoint import load_model
 from utils.cli import add_bool, add_device_flags, choose_device, run_main
 from utils.evaluation.analysis import ERROR_TYPES, analyse, worst_cases
 from utils.evaluation.analysis_plots import draw_confusion, draw_errors, draw_worst
-from utils.evaluation.coco import evaluate_coco
+from utils.evaluation.coco import coco_results, coco_truths, devkit_detections, evaluate_coco
 from utils.evaluation.devkit import load_annotations, parse_rec, voc_eval, write_devkit_files
 from utils.evaluation.plots import plot_pr_curves
 from utils.evaluation.runner import EvalPictures, default_workers, run_inference, select_subset, to_devkit
@@ -233,8 +233,6 @@ def write_devkit_results(
 def score_coco(
     args: argparse.Namespace, model: Any, split: Any, names: Sequence[str], sets: str
 ) -> dict[str, Any] | None:
-    from utils.evaluation.coco import coco_results, coco_truths, devkit_detections
-
     parts = split_parts(split)
     if len(parts) != 1:
         raise ValueError(f"COCO evaluation scores one split at a time, got {sets!r}")

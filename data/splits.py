@@ -14,7 +14,9 @@ from typing import Any
 
 from torch.utils.data import ConcatDataset, Dataset
 
+from data.coco import COCODetection
 from data.common import Transform
+from data.voc0712 import VOCAnnotationTransform, VOCDetection
 
 DATASETS = ("VOC", "COCO")
 
@@ -79,12 +81,8 @@ def open_split(
     sets = parse_image_sets(key, image_sets)
     try:
         if key == "COCO":
-            from data.coco import COCODetection
-
             parts = [COCODetection(root, name, transform, skip_bad=not validation) for name in sets]
             return parts[0] if len(parts) == 1 else ConcatDataset(parts)
-        from data.voc0712 import VOCAnnotationTransform, VOCDetection
-
         target = VOCAnnotationTransform(class_to_ind=class_names, keep_difficult=validation)
         return VOCDetection(root, sets, transform, target, skip_bad=not validation)
     except FileNotFoundError as err:

@@ -28,7 +28,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,11 +36,9 @@ from torch import Tensor, nn
 from data.config import ARCHITECTURES, DEFAULT_ARCHITECTURE, get_architecture, get_config
 from data.priors import PRIOR_KEYS, prior_config_dict, prior_config_from_dict
 from data.transforms import Preprocessing
+from ssd import DetectionNet, Detector, build_ssd
 from utils.cli import resolve_class_names
 from utils.training.state import atomic_write_text
-
-if TYPE_CHECKING:
-    from ssd import DetectionNet, Detector
 
 # number of loc/conf heads (sources) → input size
 _SIZE_BY_SOURCES: dict[int, int] = {6: 300, 7: 512}
@@ -661,8 +659,6 @@ def build_from_facts(facts: ModelFacts, phase: str = "test", **detect_kwargs: An
 
     ``detect_kwargs`` go to ``layers.Detect``; unset ones take the architecture's defaults.
     """
-    from ssd import build_ssd  # ssd imports torch models: kept out of this module's import
-
     net = build_ssd(
         phase, facts.size, facts.num_classes, cfg=dict(facts.prior_config), batch_norm=facts.batch_norm,
         architecture=facts.architecture, **detect_kwargs,
@@ -695,8 +691,6 @@ def load_model(
         an ``ssd.Detector`` in eval mode: ``model(x)`` gives detections ``[B, C, top_k, 5]``; ``model.facts`` the
         facts, ``model.description`` the line the scripts print, ``model.net`` the network (classic state_dict).
     """
-    from ssd import Detector
-
     source = os.fspath(path)
     sd, meta = read_checkpoint(source)
     facts, description = resolve_facts(source, sd, meta, dataset=dataset, size=size, classes=classes)

@@ -12,6 +12,8 @@ from typing import Any, NoReturn
 
 import torch
 
+from data import COCO_CLASSES, VOC_CLASSES, load_class_names
+
 EXIT_USER_ERROR = 2
 EXIT_SIGINT = 130  # the shell's code for a process ended by SIGINT (128 + 2)
 EXIT_SIGTERM = 143
@@ -101,15 +103,11 @@ def autocast(device: torch.device, amp: str | None) -> Any:
 
 def read_class_names(path: str | os.PathLike[str]) -> list[str]:
     """Class names from a text file, one per line (``data.load_class_names``: errors name the file and line)."""
-    from data import load_class_names
-
     return load_class_names(path)
 
 
 def dataset_class_names(dataset: str) -> list[str]:
     """``VOC_CLASSES`` or ``COCO_CLASSES`` for ``dataset`` ("VOC"/"COCO", any case)."""
-    from data import COCO_CLASSES, VOC_CLASSES
-
     key = dataset.upper()
     if key not in ("VOC", "COCO"):
         raise ValueError(f"unknown dataset {dataset!r}: expected VOC or COCO")

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssd import Detector, build_ssd
 from utils.checkpoint import WEIGHTS_EXTENSIONS, check_sidecar_owner, load_model, weights_digest, write_sidecar
 from utils.cli import add_bool, run_main
 from utils.training.state import atomic_write_bytes
@@ -53,8 +54,6 @@ def decoded(net: nn.Module) -> nn.Module:
         an ``ssd.Detector`` without NMS: ``x (Tensor[B, 3, size, size])`` → boxes (Tensor[B, P, 4]) relative
         (x1, y1, x2, y2), scores (Tensor[B, P, C]) softmax probabilities.
     """
-    from ssd import Detector
-
     inner = net.net if isinstance(net, Detector) else net
     return Detector(inner, detect=None, facts=getattr(net, "facts", None))
 
@@ -187,8 +186,6 @@ def _model_to_export(args: argparse.Namespace) -> nn.Module:
     """The model to export: a weights file through the front door (``utils.checkpoint.load_model``), or random
     weights for ``none``."""
     if args.trained_model.lower() == "none":
-        from ssd import Detector, build_ssd
-
         return Detector(build_ssd("test", size=args.size or 300, num_classes=args.num_classes or 21)).eval()
     model = load_model(args.trained_model, args.dataset, args.size, args.classes, num_classes=args.num_classes)
     print(model.description)

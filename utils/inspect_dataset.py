@@ -41,6 +41,7 @@ from data.splits import open_split, split_class_names, split_parts
 from data.transforms import Preprocessing
 from layers import PriorBox, point_form
 from layers.box_utils import batched_jaccard
+from utils.augmentations import model_augmentation
 from utils.cli import add_bool, fail, resolve_class_names, run_main
 
 PROG = "inspect_dataset"
@@ -439,8 +440,6 @@ def draw_gallery(
 ) -> np.ndarray:
     """``count`` seeded pictures with ground truth; with ``augment`` each beside the output of the ``backbone``'s
     training augmentation (``utils.augmentations.model_augmentation``)."""
-    from utils.augmentations import model_augmentation
-
     chosen = np.sort(np.random.default_rng(seed).choice(len(inv.refs), min(count, len(inv.refs)), replace=False))
     pre = Preprocessing.of_architecture(get_architecture(backbone))
     augmentation = model_augmentation(backbone, size, pre, rng=seed) if augment else None

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from utils.checkpoint import write_sidecar
 from utils.cli import AMP_DTYPES, EXIT_SIGINT, EXIT_SIGTERM
 from utils.training.finetune import FINETUNED_FROM
 from utils.training.log import TrainLog
@@ -89,8 +90,6 @@ class Session:
     def save_weights(self, path: str) -> None:
         """The model's state_dict (classic format) to ``path`` and its sidecar, with the weights' digest, beside it,
         atomically (rank 0)."""
-        from utils.checkpoint import write_sidecar
-
         if self.rt.is_main:
             state = cpu_state(self.net)
             atomic_save(state, path)

@@ -13,6 +13,9 @@ from typing import Any
 from utils.training.engine import Session, StepResult, say
 from utils.training.runtime import worker_count
 from utils.training.state import EVAL_LOG, atomic_write_text
+from utils.training.tensorboard_log import TensorBoardHook
+from utils.training.validation import Validator
+from utils.training.visdom_plot import VisdomLossPlot
 
 EVAL_COLUMNS = ("iter", "metric", "value", "seconds")
 
@@ -21,8 +24,6 @@ class VisdomHook:
     """Posts each step's losses (and each validation result) to a visdom server, rank 0 only."""
 
     def __init__(self, s: Session) -> None:
-        from utils.training.visdom_plot import VisdomLossPlot
-
         self.plot = VisdomLossPlot(s.args.visdom_server, s.args.visdom_port)
 
     def __call__(self, s: Session, result: StepResult) -> None:
@@ -46,8 +47,6 @@ class ValidationHook:
     """
 
     def __init__(self, s: Session, dataset: Any, listeners: Sequence[Any] = ()) -> None:
-        from utils.training.validation import Validator
-
         args = s.args
         metric = "coco" if args.dataset == "COCO" else "voc07"
         self.validator = Validator(
@@ -104,8 +103,6 @@ def build(s: Session, open_eval_dataset: Callable[[str], Any]) -> list[Any]:
     started = time.perf_counter()
     eval_dataset = open_eval_dataset(s.args.eval_sets) if s.args.eval_every > 0 else None
     if s.args.tensorboard and s.rt.is_main:
-        from utils.training.tensorboard_log import TensorBoardHook
-
         hooks.append(TensorBoardHook(s, eval_dataset))
     if eval_dataset is not None:
         hooks.append(ValidationHook(s, eval_dataset, [h for h in hooks if hasattr(h, "validated")]))

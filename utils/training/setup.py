@@ -14,7 +14,9 @@ from torch import Tensor, nn
 
 from data import get_config
 from data.config import DEFAULT_ARCHITECTURE
+from data.priors import load_prior_config
 from data.splits import open_split, split_parts
+from utils.augmentations import model_augmentation
 from utils.checkpoint import (
     ModelFacts,
     build_from_facts,
@@ -55,8 +57,6 @@ def model_facts(
     if source is not None:
         cfg = {**cfg, **source.facts.prior_config}
     if args.prior_config:
-        from data.priors import load_prior_config
-
         cfg = load_prior_config(args.prior_config, args.size, cfg)
     if source is not None:
         return finetune_facts(source, class_names, args.dataset, cfg)
@@ -271,6 +271,4 @@ def guard_save_folder(args: argparse.Namespace) -> None:
 
 def augmentation(facts: ModelFacts, rng: Any) -> Any:
     """The training augmentation of the model ``facts`` describe (``utils.augmentations.model_augmentation``)."""
-    from utils.augmentations import model_augmentation
-
     return model_augmentation(facts.architecture, facts.size, facts.preprocessing, rng)

@@ -21,6 +21,7 @@ from utils.evaluation.runner import select_subset
 from utils.inference import detect_images, draw_detections
 from utils.training.engine import Session, StepResult, TrainError
 from utils.training.state import TENSORBOARD_DIR
+from utils.training.validation import scoring_view
 
 NUM_PICTURES = 4  # validation pictures shown at each validation, the same every time
 MAX_SIDE = 512  # longer side of a shown picture, in pixels (keeps the event files small)
@@ -101,8 +102,6 @@ def fixed_pictures(dataset: Any, count: int = NUM_PICTURES) -> list[np.ndarray]:
 def draw_pictures(net: nn.Module, pictures: Sequence[np.ndarray], class_names: Sequence[str]) -> list[np.ndarray]:
     """``pictures`` (BGR ``[H, W, 3]``) with the detections of the training network ``net`` scoring ``DRAW_SCORE``
     or more drawn, as RGB ``[H, W, 3]``. The network runs in eval mode; every module's mode is restored after."""
-    from utils.training.validation import scoring_view
-
     if not pictures:
         return []
     modes = [(m, m.training) for m in net.modules()]
