@@ -18,11 +18,12 @@ import pytest
 import torch
 
 import train
+from benchmarks.repo import REPO_ROOT
+from tests.argv import train_argv
 from utils.cli import choose_device
 from utils.training.log import read_log
 
 pytestmark = [pytest.mark.filterwarnings("ignore:--basenet none:UserWarning"), pytest.mark.usefixtures("one_thread")]
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def exit_code(argv: list[str]) -> int:
@@ -31,13 +32,6 @@ def exit_code(argv: list[str]) -> int:
         return train.main(argv)
     except SystemExit as exit_info:
         return int(exit_info.code)
-
-
-def _argv(root: str, folder, *extra: str) -> list[str]:
-    return [
-        "--dataset_root", root, "--save_folder", str(folder), "--basenet", "none", "--batch_size", "1",
-        "--num_workers", "0", "--cuda", "false", "--seed", "3", "--log_every", "1", *extra,
-    ]  # fmt: skip
 
 
 def _losses(folder) -> list[tuple[float, float]]:
@@ -87,7 +81,7 @@ def test_bad_boolean_is_rejected(capsys) -> None:
 
 def test_import_does_no_work(tmp_path) -> None:
     """Importing parses no arguments, reads and writes no files (a bogus command line goes unnoticed)."""
-    code = f"import sys; sys.path.insert(0, {REPO!r}); sys.argv = ['train.py', '--bogus']; import train"
+    code = f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); sys.argv = ['train.py', '--bogus']; import train"
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr == ""
     assert os.listdir(tmp_path) == []
@@ -106,12 +100,12 @@ def _one_error_line(capsys) -> str:
 def test_missing_dataset_root_is_one_clear_line(tmp_path, fail_line) -> None:
     """A user error exits as every script's does: one line, SystemExit(2) (argparse's way), not a returned 2."""
     missing = str(tmp_path / "no_such_root")
-    line = fail_line(train.main, _argv(missing, tmp_path / "w", "--max_iter", "1"))
+    line = fail_line(train.main, train_argv(missing, tmp_path / "w", "--max_iter", "1"))
     assert line.startswith("train.py: error: ") and missing in line and "--dataset_root" in line
 
 
 def test_missing_basenet_says_how_to_obtain_it(tiny_voc, tmp_path, capsys) -> None:
-    argv = _argv(tiny_voc, tmp_path / "w", "--max_iter", "1")
+    argv = train_argv(tiny_voc, tmp_path / "w", "--max_iter", "1")
     argv[argv.index("--basenet") + 1] = str(tmp_path / "vgg16_reducedfc.pth")
     assert exit_code(argv) == 2
     line = _one_error_line(capsys)
@@ -122,12 +116,12 @@ def test_missing_basenet_says_how_to_obtain_it(tiny_voc, tmp_path, capsys) -> No
 def test_unreadable_resume_file_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(b"not a checkpoint")
-    assert exit_code(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--resume", str(broken))) == 2
+    assert exit_code(train_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--resume", str(broken))) == 2
     assert str(broken) in _one_error_line(capsys)
 
 
 def test_batch_larger_than_the_dataset_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
-    assert exit_code(_batch(64, _argv(tiny_voc, tmp_path / "w", "--max_iter", "1"))) == 2
+    assert exit_code(_batch(64, train_argv(tiny_voc, tmp_path / "w", "--max_iter", "1"))) == 2
     assert "fewer than one batch" in _one_error_line(capsys)
 
 
@@ -154,7 +148,7 @@ def _write_tiny_coco(root) -> None:
 def test_coco_trains_an_81_class_model(tmp_path) -> None:
     root, folder = tmp_path / "coco", tmp_path / "w"
     _write_tiny_coco(root)
-    assert train.main(_argv(str(root), folder, "--dataset", "COCO", "--max_iter", "1")) == 0
+    assert train.main(train_argv(str(root), folder, "--dataset", "COCO", "--max_iter", "1")) == 0
     ckpt = torch.load(folder / "ssd300_COCO_last.ckpt", weights_only=True)
     facts = ckpt["model_facts"]
     assert (facts["num_classes"], facts["prior_config"]["name"], len(facts["class_names"])) == (81, "COCO", 80)
@@ -163,7 +157,7 @@ def test_coco_trains_an_81_class_model(tmp_path) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_a_gpu_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
-    argv = _argv(tiny_voc, tmp_path / "w", "--max_iter", "1")
+    argv = train_argv(tiny_voc, tmp_path / "w", "--max_iter", "1")
     argv[argv.index("--cuda") + 1] = "true"
     assert exit_code(argv) == 2
     assert "no CUDA device is available" in _one_error_line(capsys)
@@ -172,7 +166,7 @@ def test_cuda_without_a_gpu_is_one_clear_line(tiny_voc, tmp_path, capsys) -> Non
 def test_a_class_missing_from_the_classes_file_is_one_clear_line(tiny_voc, tmp_path, capsys) -> None:
     classes = tmp_path / "classes.txt"
     classes.write_text("car\n")
-    assert exit_code(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--classes", str(classes))) == 2
+    assert exit_code(train_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--classes", str(classes))) == 2
     line = _one_error_line(capsys)
     assert str(classes) in line and "does not list" in line and ".xml has objects of class" in line
 
@@ -183,7 +177,7 @@ def test_a_custom_class_list_sets_the_number_of_classes(tiny_voc, tmp_path) -> N
     classes = tmp_path / "classes.txt"
     classes.write_text("\n".join(SYNTHETIC_CLASSES) + "\n")
     folder = tmp_path / "w"
-    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1", "--classes", str(classes))) == 0
+    assert train.main(train_argv(tiny_voc, folder, "--max_iter", "1", "--classes", str(classes))) == 0
     ckpt = torch.load(folder / "ssd300_VOC_last.ckpt", weights_only=True)
     facts = ckpt["model_facts"]
     assert facts["num_classes"] == len(SYNTHETIC_CLASSES) + 1 and facts["class_names"] == list(SYNTHETIC_CLASSES)
@@ -219,11 +213,11 @@ def test_resume_continues_exactly(tiny_voc, tmp_path) -> None:
     """
     schedule = ("--warmup", "2", "--lr_steps", "2", "--clip_grad", "5", "--save_every", "100")
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    assert train.main(_batch(2, _argv(tiny_voc, whole, "--max_iter", "3", *schedule))) == 0
-    assert train.main(_batch(2, _argv(tiny_voc, parts, "--max_iter", "1", *schedule))) == 0
+    assert train.main(_batch(2, train_argv(tiny_voc, whole, "--max_iter", "3", *schedule))) == 0
+    assert train.main(_batch(2, train_argv(tiny_voc, parts, "--max_iter", "1", *schedule))) == 0
     _check_checkpoint(str(parts / "ssd300_VOC_last.ckpt"), 1)
     resume = ["--resume", str(parts / "ssd300_VOC_last.ckpt"), "--max_iter", "3"]
-    assert train.main(_batch(2, _argv(tiny_voc, parts, *resume))) == 0
+    assert train.main(_batch(2, train_argv(tiny_voc, parts, *resume))) == 0
 
     assert len(_losses(whole)) == 3 and all(math.isfinite(v) for pair in _losses(whole) for v in pair)
     assert _losses(parts) == _losses(whole)
@@ -239,7 +233,7 @@ def test_resume_continues_exactly(tiny_voc, tmp_path) -> None:
 @pytest.mark.slow
 def test_resume_continues_exactly_with_dataloader_workers(tiny_voc, tmp_path) -> None:
     def argv(folder, *extra: str) -> list[str]:
-        args = _batch(2, _argv(tiny_voc, folder, "--save_every", "100", *extra))
+        args = _batch(2, train_argv(tiny_voc, folder, "--save_every", "100", *extra))
         args[args.index("--num_workers") + 1] = "2"
         return args
 
@@ -254,7 +248,7 @@ def test_a_full_checkpoint_resumes_with_its_own_args(tiny_voc, tmp_path, capsys)
     """``--resume X.ckpt`` continues the recorded run (seed, data, schedule); solver flags given still win;
     locations come from the command line."""
     folder = tmp_path / "w"
-    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1", "--lr", "5e-4")) == 0
+    assert train.main(train_argv(tiny_voc, folder, "--max_iter", "1", "--lr", "5e-4")) == 0
     ckpt = str(folder / "ssd300_VOC_last.ckpt")
     where = ["--dataset_root", tiny_voc, "--save_folder", str(folder), "--num_workers", "0", "--cuda", "false"]
     assert train.main(["--resume", ckpt, "--max_iter", "2", *where]) == 0
@@ -271,9 +265,9 @@ def test_a_full_checkpoint_resumes_with_its_own_args(tiny_voc, tmp_path, capsys)
 def test_resume_takes_locations_from_the_command_line(tiny_voc, tmp_path, capsys) -> None:
     """A moved run writes where it is told, and a changed data order is reported, not silent."""
     first, moved = tmp_path / "first", tmp_path / "moved"
-    assert train.main(_argv(tiny_voc, first, "--max_iter", "1")) == 0
+    assert train.main(train_argv(tiny_voc, first, "--max_iter", "1")) == 0
     ckpt = str(first / "ssd300_VOC_last.ckpt")
-    argv = _batch(2, _argv(tiny_voc, moved, "--max_iter", "2", "--resume", ckpt))
+    argv = _batch(2, train_argv(tiny_voc, moved, "--max_iter", "2", "--resume", ckpt))
     assert train.main(argv) == 0
     assert "no longer an exact continuation" in capsys.readouterr().out
     assert (moved / "ssd300_VOC_2.pth").is_file() and not (first / "ssd300_VOC_2.pth").exists()
@@ -282,9 +276,9 @@ def test_resume_takes_locations_from_the_command_line(tiny_voc, tmp_path, capsys
 
 def test_resume_rejects_a_flag_that_contradicts_the_model(tiny_voc, tmp_path, capsys) -> None:
     folder = tmp_path / "w"
-    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1")) == 0
+    assert train.main(train_argv(tiny_voc, folder, "--max_iter", "1")) == 0
     resume = ["--resume", str(folder / "ssd300_VOC_last.ckpt"), "--max_iter", "2", "--size", "512"]
-    assert exit_code(_argv(tiny_voc, folder, *resume)) == 2
+    assert exit_code(train_argv(tiny_voc, folder, *resume)) == 2
     assert "--size 512 contradicts" in _one_error_line(capsys)
 
 
@@ -297,13 +291,13 @@ def test_every_flag_has_a_resume_rule() -> None:
 
 def test_a_new_run_never_overwrites_another_run(tiny_voc, tmp_path, capsys) -> None:
     folder = tmp_path / "w"
-    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1")) == 0
+    assert train.main(train_argv(tiny_voc, folder, "--max_iter", "1")) == 0
     before = (folder / "ssd300_VOC_last.ckpt").read_bytes()
-    assert exit_code(_argv(tiny_voc, folder, "--max_iter", "1")) == 2
+    assert exit_code(train_argv(tiny_voc, folder, "--max_iter", "1")) == 2
     line = _one_error_line(capsys)
     assert "holds another run" in line and "--resume" in line and "--overwrite true" in line
     assert (folder / "ssd300_VOC_last.ckpt").read_bytes() == before
-    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1", "--overwrite", "true")) == 0
+    assert train.main(train_argv(tiny_voc, folder, "--max_iter", "1", "--overwrite", "true")) == 0
 
 
 def test_a_new_run_never_overwrites_another_models_weights(tiny_voc, tmp_path, capsys) -> None:
@@ -312,14 +306,14 @@ def test_a_new_run_never_overwrites_another_models_weights(tiny_voc, tmp_path, c
     folder.mkdir()
     for name in ("ssd300_VOC_1.pth", "ssd300_VOC_1.json", "ssdlite320_VOC_best.pth"):
         (folder / name).write_bytes(b"another model")
-    assert exit_code(_argv(tiny_voc, folder, "--max_iter", "1")) == 2
+    assert exit_code(train_argv(tiny_voc, folder, "--max_iter", "1")) == 2
     assert "holds another run (ssd300_VOC_1.json, ssd300_VOC_1.pth, ssdlite320_VOC_best.pth)" in _one_error_line(capsys)
     assert all((folder / name).read_bytes() == b"another model" for name in os.listdir(folder))
 
 
 def test_a_save_folder_inside_a_file_is_one_line_naming_it(tiny_voc, tmp_path, capsys) -> None:
     (tmp_path / "weights").write_text("a file")
-    assert exit_code(_argv(tiny_voc, tmp_path / "weights" / "run", "--max_iter", "1")) == 2
+    assert exit_code(train_argv(tiny_voc, tmp_path / "weights" / "run", "--max_iter", "1")) == 2
     assert _one_error_line(capsys).endswith(f"{tmp_path / 'weights'} is a file, not a folder")
 
 
@@ -334,7 +328,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_loses_nothing(tiny_voc, tmp_p
         real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
-    assert exit_code(_argv(tiny_voc, folder, "--max_iter", "2", "--save_every", "1")) == 2
+    assert exit_code(train_argv(tiny_voc, folder, "--max_iter", "2", "--save_every", "1")) == 2
     monkeypatch.undo()
     line = _one_error_line(capsys)
     assert line.endswith(f"No space left on device: '{folder / 'ssd300_VOC_2.pth'}'")
@@ -349,18 +343,18 @@ def test_a_coco_split_without_annotations_does_not_train(tmp_path, capsys) -> No
     _write_tiny_coco(root)
     ann = root / "annotations" / "instances_train2014.json"
     ann.write_text(json.dumps({k: v for k, v in json.loads(ann.read_text()).items() if k != "annotations"}))
-    assert exit_code(_argv(str(root), tmp_path / "w", "--dataset", "COCO", "--max_iter", "1")) == 2
+    assert exit_code(train_argv(str(root), tmp_path / "w", "--dataset", "COCO", "--max_iter", "1")) == 2
     assert "COCO split train2014 of" in (line := _one_error_line(capsys)) and "has no annotations to train on" in line
     assert not (tmp_path / "w").exists()
 
 
 def test_a_state_dict_resume_loads_weights_and_starts_at_start_iter(tiny_voc, tmp_path) -> None:
     first = tmp_path / "first"
-    assert train.main(_argv(tiny_voc, first, "--max_iter", "1")) == 0
+    assert train.main(train_argv(tiny_voc, first, "--max_iter", "1")) == 0
     weights = first / "ssd300_VOC_1.pth"
     second = tmp_path / "second"
     resume = ["--resume", str(weights), "--start_iter", "5", "--max_iter", "6", "--lr_steps", "5"]
-    assert train.main(_argv(tiny_voc, second, *resume)) == 0
+    assert train.main(train_argv(tiny_voc, second, *resume)) == 0
     log = read_log(str(second / "train_log.csv"))
     assert log["iter"] == [6] and log["lr"] == [pytest.approx(1e-4)]
     assert (second / "ssd300_VOC_6.pth").is_file()
@@ -372,14 +366,14 @@ def test_a_checkpoint_for_other_classes_names_the_keys(tiny_voc, tmp_path, capsy
 
     other = tmp_path / "other.pth"
     torch.save(build_ssd("train", 300, num_classes=5).state_dict(), other)
-    assert exit_code(_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--resume", str(other))) == 2
+    assert exit_code(train_argv(tiny_voc, tmp_path / "w", "--max_iter", "1", "--resume", str(other))) == 2
     line = _one_error_line(capsys)
     assert str(other) in line and "conf.0.weight" in line
 
 
 def test_bf16_autocast_trains(tiny_voc, tmp_path) -> None:
     folder = tmp_path / "w"
-    assert train.main(_argv(tiny_voc, folder, "--max_iter", "1", "--amp", "bf16")) == 0
+    assert train.main(train_argv(tiny_voc, folder, "--max_iter", "1", "--amp", "bf16")) == 0
     assert all(math.isfinite(v) for pair in _losses(folder) for v in pair)
     state = torch.load(folder / "ssd300_VOC_1.pth", weights_only=True)
     assert state["vgg.0.weight"].dtype == torch.float32
@@ -403,9 +397,9 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(tiny_voc, tmp_
                 os._exit(9)
         torch.save = dying_save
         torch.set_num_threads(1)
-        train.main({_argv(tiny_voc, folder, "--max_iter", "2", "--save_every", "1")!r})
+        train.main({train_argv(tiny_voc, folder, "--max_iter", "2", "--save_every", "1")!r})
     """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 9, proc.stderr[-2000:]
     _check_checkpoint(str(folder / "ssd300_VOC_last.ckpt"), 1)
     assert torch.load(folder / "ssd300_VOC_2.pth", weights_only=True).keys()
@@ -422,7 +416,7 @@ def test_sigterm_saves_both_files_for_the_current_iteration(tiny_voc, tmp_path, 
     monkeypatch.setattr(train, "MultiBoxLoss", SignalledLoss)
     folder = tmp_path / "w"
     handler = signal.getsignal(signal.SIGTERM)
-    assert train.main(_argv(tiny_voc, folder, "--max_iter", "50")) == 143
+    assert train.main(train_argv(tiny_voc, folder, "--max_iter", "50")) == 143
     assert "stopped by SIGTERM at iteration 1" in capsys.readouterr().out
     assert (folder / "ssd300_VOC_1.pth").is_file() and (folder / "ssd300_VOC_1.json").is_file()
     _check_checkpoint(str(folder / "ssd300_VOC_last.ckpt"), 1)
@@ -433,12 +427,12 @@ def test_sigterm_saves_both_files_for_the_current_iteration(tiny_voc, tmp_path, 
 def test_ctrl_c_from_outside_saves_and_exits_cleanly(tiny_voc, tmp_path) -> None:
     """A real SIGINT to a training process with a DataLoader worker: both files for the iteration it reached."""
     folder = tmp_path / "w"
-    argv = _argv(tiny_voc, folder, "--max_iter", "1000")
+    argv = train_argv(tiny_voc, folder, "--max_iter", "1000")
     argv[argv.index("--num_workers") + 1] = "1"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "train.py", *argv],
-        cwd=REPO,
+        cwd=REPO_ROOT,
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -475,7 +469,7 @@ def test_a_non_finite_loss_skips_the_step(tiny_voc, tmp_path, monkeypatch) -> No
     monkeypatch.setattr(train, "MultiBoxLoss", _loss_with_nan_at({1}))
     folder = tmp_path / "w"
     with pytest.warns(RuntimeWarning, match="iteration 1: non-finite loss"):
-        assert train.main(_argv(tiny_voc, folder, "--max_iter", "2")) == 0
+        assert train.main(train_argv(tiny_voc, folder, "--max_iter", "2")) == 0
     assert read_log(str(folder / "train_log.csv"))["iter"] == [2]
 
 
@@ -483,7 +477,7 @@ def test_non_finite_losses_in_a_row_stop_training(tiny_voc, tmp_path, monkeypatc
     monkeypatch.setattr(train, "MultiBoxLoss", _loss_with_nan_at(set(range(1, 100))))
     monkeypatch.setattr(train, "MAX_NONFINITE_STEPS", 2)
     with pytest.warns(RuntimeWarning, match="non-finite loss"):
-        assert exit_code(_argv(tiny_voc, tmp_path / "w", "--max_iter", "20")) == 2
+        assert exit_code(train_argv(tiny_voc, tmp_path / "w", "--max_iter", "20")) == 2
     assert "not finite for 2 iterations in a row" in _one_error_line(capsys)
 
 
@@ -493,6 +487,6 @@ def test_every_sample_bad_is_one_clear_line(tmp_path, capsys) -> None:
     root = make_voc_dataset(str(tmp_path / "voc"), num_train=2, num_test=0, seed=0)
     for picture in (tmp_path / "voc" / "VOC2007" / "JPEGImages").iterdir():
         picture.write_bytes(b"not a picture")
-    assert exit_code(_argv(root, tmp_path / "w", "--max_iter", "1", "--image_sets", "2007:trainval")) == 2
+    assert exit_code(train_argv(root, tmp_path / "w", "--max_iter", "1", "--image_sets", "2007:trainval")) == 2
     line = _one_error_line(capsys)
     assert "all 2 samples are bad" in line and "cannot decode" in line
