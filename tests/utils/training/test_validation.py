@@ -3,14 +3,11 @@ alone, and the same mAP from two DDP ranks as from one process."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 import random
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import cv2
 import numpy as np
@@ -26,19 +23,7 @@ from utils.training import validation
 from utils.training.runtime import Runtime
 from utils.training.validation import ValidationResult, Validator
 
-ROOT = Path(__file__).resolve().parents[3]
 NUM_TEST = 4
-
-
-def _load_eval() -> ModuleType:
-    """eval.py by path, as tests/test_eval.py loads it."""
-    if "eval" in sys.modules and getattr(sys.modules["eval"], "__file__", None) == str(ROOT / "eval.py"):
-        return sys.modules["eval"]
-    spec = importlib.util.spec_from_file_location("eval", ROOT / "eval.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["eval"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _tiny_ssd(num_classes: int = 21, batch_norm: bool = False, dataset: str = "VOC") -> SSD:
@@ -94,14 +79,14 @@ def test_view_is_the_test_phase_forward_on_shared_parameters() -> None:
 
 # ----------------------------------------------------------------------------- eval.py's numbers
 @pytest.mark.slow
-def test_same_map_as_eval_cli(tmp_path: Path, voc_root: str, reference: ValidationResult) -> None:
+def test_same_map_as_eval_cli(tmp_path: Path, voc_root: str, reference: ValidationResult, scripts) -> None:
     weights, out = tmp_path / "ssd300_VOC_7.pth", tmp_path / "eval"
     torch.save(_tiny_ssd().state_dict(), weights)
     argv = ["--voc_root", voc_root, "--trained_model", str(weights), "--save_folder", str(out), "--cuda", "false"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert _load_eval().main(argv + ["--num_images", "3", "--batch_size", "1", "--num_workers", "0"]) == 0
+        assert scripts.eval.main(argv + ["--num_images", "3", "--batch_size", "1", "--num_workers", "0"]) == 0
     finally:
         torch.set_num_threads(threads)
     results = json.loads((out / "results.json").read_text())
@@ -225,7 +210,7 @@ def _tiny_coco(root: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_coco_ap_as_eval_cli(tmp_path: Path) -> None:
+def test_coco_ap_as_eval_cli(tmp_path: Path, scripts) -> None:
     pytest.importorskip("pycocotools")
     from data import COCODetection
 
@@ -236,7 +221,7 @@ def test_coco_ap_as_eval_cli(tmp_path: Path) -> None:
     classes.write_text("car\nbottle\n")
     argv = ["--dataset", "COCO", "--coco_root", str(root), "--trained_model", str(weights), "--cuda", "false"]
     argv += ["--classes", str(classes)]
-    assert _load_eval().main(argv + ["--save_folder", str(out), "--batch_size", "2", "--num_workers", "0"]) == 0
+    assert scripts.eval.main(argv + ["--save_folder", str(out), "--batch_size", "2", "--num_workers", "0"]) == 0
     expected = json.loads((out / "results.json").read_text())
 
     dataset = COCODetection(str(root), "val2014", skip_bad=False)
