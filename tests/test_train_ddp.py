@@ -12,8 +12,7 @@ import pytest
 import torch
 
 import train
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.repo import REPO_ROOT
 
 
 def _torchrun(port: int, *argv: str) -> subprocess.CompletedProcess:
@@ -22,7 +21,7 @@ def _torchrun(port: int, *argv: str) -> subprocess.CompletedProcess:
         "--master_port", str(port), "train.py", *argv,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 

@@ -12,11 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.repo import REPO_ROOT
 from data import COCO_CLASSES, COCODetection, detection_collate
 from data.coco import COCO_CATEGORY_IDS
 from utils.augmentations import SSDAugmentation
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_coco_classes_and_ids() -> None:
@@ -97,7 +96,7 @@ def test_missing_annotation_file(tmp_path) -> None:
 
 def test_module_imports_without_pycocotools(tmp_path, monkeypatch) -> None:
     code = "import sys; sys.modules['pycocotools'] = None; import data, data.coco; print('imported')"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert done.stdout.strip() == "imported", done.stderr
     write_coco(tmp_path, STANDARD)
     monkeypatch.setitem(sys.modules, "pycocotools", None)

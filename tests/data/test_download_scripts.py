@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "data" / "scripts"
+from benchmarks.repo import REPO_ROOT
+
+SCRIPTS = REPO_ROOT / "data" / "scripts"
 SHELLS = [
     pytest.param(name, marks=pytest.mark.skipif(not shutil.which(name), reason=f"no {name}"))
     for name in ("dash", "bash")

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "gpu_check.sh"
+from benchmarks.repo import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "scripts" / "gpu_check.sh"
 
 
 def _run(*args: str, python: str = sys.executable, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", str(SCRIPT), *args],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         env={**os.environ, "PYTHON": python, **env},
         capture_output=True,
         text=True,

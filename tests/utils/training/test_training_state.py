@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.repo import REPO_ROOT
 from utils.training.state import atomic_save, atomic_write_bytes, capture_rng_state, restore_rng_state
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def test_atomic_save_replaces_the_file(tmp_path) -> None:
@@ -88,7 +87,7 @@ def test_a_process_killed_mid_write_leaves_the_previous_checkpoint_intact(tmp_pa
         torch.save = dying_save
         atomic_save({{"iteration": 2, "w": torch.zeros(1000)}}, {path!r})
     """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 9, proc.stderr
     state = torch.load(path, weights_only=True)
     assert state["iteration"] == 1 and torch.equal(state["w"], torch.ones(1000))
