@@ -9,7 +9,6 @@ adds to it: ``eval.main`` with ``--analysis false`` timed in the same turns.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -21,17 +20,10 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.repo import load_script  # noqa: E402
 from benchmarks.timing import machine_info, write_json  # noqa: E402
-
-
-def _eval_script():  # noqa: ANN202 - a module
-    spec = importlib.util.spec_from_file_location("_bench_eval_script", ROOT / "eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -71,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     net.predict(x[i : i + args.batch_size])
             return time.perf_counter() - start
 
-        ev = _eval_script()
+        ev = load_script("eval")
         argv_eval = ["--trained_model", weights, "--dataset_root", root, "--save_folder", os.path.join(work, "eval")]
         argv_eval += ["--batch_size", str(args.batch_size), "--cuda", "false"]
         # the analysis's own time, read inside the call: the difference of two whole calls is noisier
@@ -99,10 +91,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
         # the three take turns, so that a change in the machine's load falls on all alike
         forward_times, main_times, plain_times = [], [], []
-        for _ in range(args.repeats):
-            forward_times.append(forward())
-            plain_times.append(run_eval(["--analysis", "false"]))
-            main_times.append(run_eval([]))
+        try:
+            for _ in range(args.repeats):
+                forward_times.append(forward())
+                plain_times.append(run_eval(["--analysis", "false"]))
+                main_times.append(run_eval([]))
+        finally:  # the module is the one every load_script("eval") of this process gets
+            ev.analyse_split, ev.analysis_figures = analyse_split, analysis_figures
         forward_s, main_s, plain_s = min(forward_times), min(main_times), min(plain_times)
         analysis_times = [t for t in analysis_times if t > 0]  # the --analysis false turns read none
         results = json.loads(Path(work, "eval", "results.json").read_text())
