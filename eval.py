@@ -144,9 +144,7 @@ def detect_split(
 
 
 # ----------------------------------------------------------------------------- VOC
-def score_voc(
-    args: argparse.Namespace, model: Any, split: Any, names: Sequence[str], sets: str
-) -> dict[str, Any]:
+def score_voc(args: argparse.Namespace, model: Any, split: Any, names: Sequence[str], sets: str) -> dict[str, Any]:
     indices = select_subset(len(split), args.num_images)
     for index in indices:  # every annotation is read and validated before the long part starts
         split.pull_objects(int(index))

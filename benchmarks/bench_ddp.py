@@ -75,8 +75,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "iterations": args.iters,
         "img_per_s": {"1_process": round(one, 3), "2_ranks": round(two, 3)},
         "ratio_2_ranks_to_1": round(two / one, 3),
-        "notes": ["Both ranks share the machine's cores (OMP threads split between them): a sanity figure for the "
-                  "overhead of the distributed path, not a speed-up."],  # fmt: skip
+        "notes": [
+            "Both ranks share the machine's cores (OMP threads split between them): a sanity figure for the "
+            "overhead of the distributed path, not a speed-up."
+        ],
     }
     print(report["img_per_s"], "ratio", report["ratio_2_ranks_to_1"])
     if args.out:

@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seed": args.data_seed,
             "image_sides_px": "300-500",
             "function": "data.synthetic.make_voc_dataset",
-        },  # fmt: skip
+        },
         "train_args": common,
         "curve": [],
     }

@@ -42,7 +42,7 @@ def parse_image_sets(dataset: str, text: str) -> list[tuple[str, str]] | list[st
 
 
 def dataset_key(dataset: str) -> str:
-    """"voc"/"VOC"/"coco" → "VOC"/"COCO"; ValueError otherwise."""
+    """The dataset name in capitals ("voc" → "VOC"); ValueError unless VOC or COCO."""
     key = str(dataset).upper()
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}: expected VOC or COCO")

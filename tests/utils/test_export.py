@@ -26,12 +26,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module,
     weights = folder / "ssd300.pth"
     torch.save(net.state_dict(), weights)
     out = folder / "ssd300.onnx"
-    assert (
-        export.main(
-            ["--trained_model", str(weights), "--size", "300", "--out", str(out), "--check", "false"]
-        )
-        == 0
-    )
+    assert export.main(["--trained_model", str(weights), "--size", "300", "--out", str(out), "--check", "false"]) == 0
     return net, str(out)
 
 

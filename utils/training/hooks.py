@@ -114,4 +114,3 @@ def build(s: Session, open_eval_dataset: Callable[[str], Any]) -> list[Any]:
 def close(hooks: list[Any]) -> None:
     for hook in hooks:
         hook.close()
-
