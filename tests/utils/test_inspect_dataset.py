@@ -133,6 +133,7 @@ def test_suggest_raises_the_fit_of_elongated_boxes(tmp_path):
         (["--image_sets", "2007"], "--image_sets expects year:set pairs"),
         (["--classes", "{missing}"], "class list not found"),
         (["--image_sets", "2012:trainval"], "cannot open the VOC dataset"),
+        (["--backbone", "mobilenet_v3_large", "--size", "300"], "--size 300 does not fit --backbone mobilenet_v3"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, extra, message):
