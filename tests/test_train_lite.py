@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import train
+from tests.argv import train_argv
 from utils.training.log import read_log
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,10 +25,8 @@ def _parse(*argv: str):
 
 
 def _argv(root: str, folder: Path, *extra: str) -> list[str]:
-    return [
-        *LITE, "--dataset_root", root, "--image_sets", "2007:trainval", "--save_folder", str(folder),
-        "--batch_size", "2", "--num_workers", "0", "--cuda", "false", "--seed", "5", "--log_every", "1", *extra,
-    ]  # fmt: skip
+    """The shared tiny CPU run, made the light model's at batch 2 (the last of a repeated flag wins)."""
+    return train_argv(root, folder, *LITE, "--image_sets", "2007:trainval", "--batch_size", "2", *extra, seed=5)
 
 
 def test_the_light_models_defaults_are_its_recipe() -> None:
