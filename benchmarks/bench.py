@@ -34,12 +34,21 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
 from benchmarks import lite  # noqa: E402
 from benchmarks import workloads as W  # noqa: E402
+from benchmarks.bench_onnx import exported_session, max_abs_diff, onnx_fns  # noqa: E402
 from benchmarks.previous_detect import PreviousDetect  # noqa: E402
-from benchmarks.timing import machine_info, median_ms, peak_cpu_memory_bytes, time_interleaved, write_json  # noqa: E402
+from benchmarks.timing import (  # noqa: E402
+    add_common_flags,
+    machine_info,
+    median_ms,
+    peak_cpu_memory_bytes,
+    time_interleaved,
+    torch_threads,
+    write_json,
+)
 from layers.functions.detection import NMS_MASK_BYTES, max_boxes_per_nms, nms_chunk_sizes, nms_mask_bytes  # noqa: E402
 
 CASES = ("raw", "end_to_end", "postprocess", "train", "match", "loss", "onnx")
@@ -93,12 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no_previous", action="store_true", help="leave the previous Detect out of the postprocess case"
     )
     parser.add_argument("--onnx_batch_sizes", default="1,8")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op threads (and onnxruntime's); default: torch's choice"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="JSON file to write (e.g. benchmarks/results/cpu_DATE.json)")
-    parser.add_argument("--note", action="append", default=[], help="a line for the JSON's notes (repeatable)")
+    add_common_flags(parser)
     args = parser.parse_args(argv)
     for key, value in DEFAULTS[args.device].items():
         if getattr(args, key) is None:
@@ -164,7 +168,7 @@ def regime_statistics(
     """
     loc, logits = outputs
     tv_logits = tv_head["cls_logits"]
-    adjust = {"ours": W.regime_adjustment(regime, logits), "torchvision": W.regime_adjustment(regime, tv_logits)}
+    adjust, stats = W.regime_adjustments(regime, {"ours": logits, "torchvision": tv_logits})
     batch = loc.shape[0]
     with torch.inference_mode():
         scores = torch.softmax(W.adjusted_logits(logits, adjust["ours"]), -1)
@@ -172,14 +176,6 @@ def regime_statistics(
         tv_adjusted = {**tv_head, "cls_logits": W.adjusted_logits(tv_logits, adjust["torchvision"])}
         anchors = W.torchvision_anchors(tv, loc.new_zeros(batch, 3, W.SIZE, W.SIZE))
         tv_detections = tv.postprocess_detections(tv_adjusted, anchors, [(W.SIZE, W.SIZE)] * batch)
-    stats: dict[str, Any] = {"target_candidates_per_image": round(W.REGIME_CANDIDATES[regime], 1)}
-    for name, model_logits in (("ours", logits), ("torchvision", tv_logits)):
-        stats[name] = {
-            "logit_scale": round(adjust[name].scale, 4),
-            "background_bias_added": round(adjust[name].shift, 4),
-            "candidates_per_image_before": W.candidates_per_image(model_logits),
-            "candidates_per_image": W.candidates_per_image(model_logits, adjust[name]),
-        }
     stats["ours"]["detections_per_image"] = float((detections[..., 0] > 0).sum()) / batch
     stats["torchvision"]["detections_per_image"] = sum(len(d["boxes"]) for d in tv_detections) / batch
     return adjust, stats
@@ -291,8 +287,6 @@ def run_training_cases(args: argparse.Namespace, settings: W.Settings, result: d
 
 def run_onnx_case(args: argparse.Namespace, result: dict[str, Any]) -> None:
     """The exported graph in onnxruntime beside the same graph in PyTorch, fp32 on the CPU."""
-    from benchmarks.bench_onnx import exported_session, max_abs_diff, onnx_fns
-
     net = W.build_ours("test", W.Settings(torch.device("cpu")), args.seed)  # uncompiled, fp32, on the CPU
     with tempfile.TemporaryDirectory() as folder:
         session = exported_session(net, folder)
@@ -462,25 +456,23 @@ def lite_settings_dict(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """All selected cases; returns the JSON document. On CUDA with training's settings (cuDNN autotuning)."""
-    threads, cudnn_benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cudnn_benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = args.device == "cuda"
     try:
-        device = torch.device(args.device)
-        settings = W.Settings(device, args.amp, args.channels_last, args.compile, args.compile_mode)
-        result: dict[str, Any] = {"machine": machine_info(device), "settings": settings_dict(args), "results": []}
-        if args.backbone == lite.ARCHITECTURE:
-            args.calibration_batch = CALIBRATION_BATCH
-            lite.run_cases(args, result, measure)
-        elif {"raw", "end_to_end", "postprocess"} & set(args.cases):
-            run_inference_cases(args, settings, result)
-        if {"train", "match", "loss"} & set(args.cases) and args.backbone == "vgg16":
-            run_training_cases(args, settings, result)
-        if "onnx" in args.cases and args.device == "cpu" and args.backbone == "vgg16":
-            run_onnx_case(args, result)
+        with torch_threads(args.threads):
+            device = torch.device(args.device)
+            settings = W.Settings(device, args.amp, args.channels_last, args.compile, args.compile_mode)
+            result: dict[str, Any] = {"machine": machine_info(device), "settings": settings_dict(args), "results": []}
+            if args.backbone == lite.ARCHITECTURE:
+                args.calibration_batch = CALIBRATION_BATCH
+                lite.run_cases(args, result, measure)
+            elif {"raw", "end_to_end", "postprocess"} & set(args.cases):
+                run_inference_cases(args, settings, result)
+            if {"train", "match", "loss"} & set(args.cases) and args.backbone == "vgg16":
+                run_training_cases(args, settings, result)
+            if "onnx" in args.cases and args.device == "cpu" and args.backbone == "vgg16":
+                run_onnx_case(args, result)
     finally:
-        torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = cudnn_benchmark
     result["ratios"] = ratios(result["results"])
     if args.backbone == lite.ARCHITECTURE:

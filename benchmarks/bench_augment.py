@@ -15,19 +15,20 @@ script reports medians over the passes of ms/image and images/s, the ratios, the
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import sys
-import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
+from benchmarks.timing import add_common_flags, machine_info, median_ms, time_interleaved, write_json  # noqa: E402
 from data.config import MEANS  # noqa: E402
 from utils.augmentations import SSDAugmentation  # noqa: E402
 
@@ -187,59 +188,41 @@ def make_inputs(count: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray,
     return inputs
 
 
-def time_passes(transforms: dict[str, object], inputs, repeats: int) -> dict[str, list[float]]:
+def apply_all(transform: Callable[..., Any], inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    for image, boxes, labels in inputs:
+        transform(image, boxes, labels)
+
+
+def time_passes(transforms: dict[str, Callable[..., Any]], inputs, repeats: int) -> dict[str, list[float]]:
     """Seconds per image of each transform over ``repeats`` passes each, the transforms taking turns pass by pass.
 
     One warm-up pass over a tenth of the inputs first.
     """
     for transform in transforms.values():
-        for image, boxes, labels in inputs[: max(1, len(inputs) // 10)]:
-            transform(image, boxes, labels)
-    times: dict[str, list[float]] = {name: [] for name in transforms}
-    for _ in range(repeats):
-        for name, transform in transforms.items():
-            start = time.perf_counter()
-            for image, boxes, labels in inputs:
-                transform(image, boxes, labels)
-            times[name].append((time.perf_counter() - start) / len(inputs))
-    return times
-
-
-def machine() -> dict[str, object]:
-    model = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "logical_cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-    }
+        apply_all(transform, inputs[: max(1, len(inputs) // 10)])
+    passes = {name: partial(apply_all, transform, inputs) for name, transform in transforms.items()}
+    times = time_interleaved(passes, torch.device("cpu"), warmup=0, iters=repeats)
+    return {name: [t / len(inputs) for t in pass_times] for name, pass_times in times.items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="benchmarks/results/augment_cpu.json")
+    add_common_flags(parser, ("out", "note", "seed"), out="benchmarks/results/augment_cpu.json")
     args = parser.parse_args(argv)
 
     cv2.setNumThreads(1)  # one process, one thread: the DataLoader-worker setting
-    inputs = make_inputs(args.images)
-    np.random.seed(0)
+    inputs = make_inputs(args.images, args.seed)
+    np.random.seed(args.seed)
     transforms = {
         "classic_as_is": ClassicAugmentation(corrected=False),
         "classic_corrected": ClassicAugmentation(corrected=True),
-        "ours": SSDAugmentation(rng=0),
+        "ours": SSDAugmentation(rng=args.seed),
     }
     load_before = os.getloadavg()
     times = time_passes(transforms, inputs, args.repeats)
-    ms = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    ms = {name: median_ms(t) for name, t in times.items()}
     result = {
         "benchmark": "SSDAugmentation(300) vs the classic algorithm, 500x375 uint8 BGR images with 2 boxes",
         "images": args.images,
@@ -251,15 +234,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "ours_over_classic_corrected": round(ms["ours"] / ms["classic_corrected"], 4),
         "ours_over_classic_as_is": round(ms["ours"] / ms["classic_as_is"], 4),
         "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
-        "machine": machine(),
+        "machine": machine_info(torch.device("cpu"))
+        | {"logical_cores": os.cpu_count(), "numpy": np.__version__, "opencv": cv2.__version__},
+        "notes": list(args.note),
     }
     for name, v in ms.items():
         print(f"{name:18s} {v:7.3f} ms/image  {1e3 / v:6.0f} img/s")
     print(f"ours / classic (corrected rule): {result['ours_over_classic_corrected']:.3f}")
     print(f"ours / classic (as it is):       {result['ours_over_classic_as_is']:.3f}")
     print(f"load average (1 min) before/after: {result['load_average_1min']} on {os.cpu_count()} logical cores")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     return result
 
 

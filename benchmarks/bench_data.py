@@ -36,17 +36,16 @@ from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
 import train  # noqa: E402
-from benchmarks.timing import machine_info, write_json  # noqa: E402
+from benchmarks.repo import RESULTS  # noqa: E402
+from benchmarks.timing import add_common_flags, machine_info, write_json  # noqa: E402
 from data import MEANS, VOCAnnotationTransform, VOCDetection, detection_collate  # noqa: E402
 from data.synthetic import make_voc_dataset  # noqa: E402
 from utils.augmentations import SSDAugmentation  # noqa: E402
 from utils.training.data import EpochIndexedDataset, SeededTransform, iterate_batches  # noqa: E402
 from utils.training.runtime import worker_count  # noqa: E402
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def training_dataset(root: str, size: int, seed: int) -> EpochIndexedDataset:
@@ -128,15 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=2, help="batches skipped after the first, per worker")
     parser.add_argument("--batches", type=int, default=20, help="batches per timed window")
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per worker count (median)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--train_img_per_s",
         type=float,
         default=None,
         help="training throughput to feed (default: the newest bench.py train figure in benchmarks/results/)",
     )
-    parser.add_argument("--out", default=None, help="JSON file to write")
-    parser.add_argument("--note", action="append", default=[])
+    add_common_flags(parser, ("out", "note", "seed"))
     return parser
 
 

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
-from benchmarks.timing import machine_info, write_json  # noqa: E402
+from benchmarks.repo import REPO_ROOT  # noqa: E402
+from benchmarks.timing import add_common_flags, machine_info, write_json  # noqa: E402
+from data.synthetic import make_voc_dataset  # noqa: E402
 
 
 def _free_port() -> int:
@@ -50,7 +51,7 @@ def _train(ranks: int, root: str, folder: Path, args: argparse.Namespace) -> flo
         launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_addr", "127.0.0.1",
                      "--master_port", str(_free_port())]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // ranks))}
-    subprocess.run([*launcher, *argv], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    subprocess.run([*launcher, *argv], cwd=REPO_ROOT, env=env, check=True, capture_output=True, text=True)
     return _median_img_per_s(folder / "train_log.csv", args.skip)
 
 
@@ -59,10 +60,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--batch_size", type=int, default=4, help="global batch")
     parser.add_argument("--iters", type=int, default=6)
     parser.add_argument("--skip", type=int, default=2, help="first iterations left out of the median")
-    parser.add_argument("--out", default=None)
+    add_common_flags(parser, ("out", "note"))
     args = parser.parse_args(argv)
-
-    from data.synthetic import make_voc_dataset
 
     with tempfile.TemporaryDirectory() as work:
         root = make_voc_dataset(os.path.join(work, "voc"), num_train=2 * args.batch_size, num_test=0, seed=0)
@@ -77,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "ratio_2_ranks_to_1": round(two / one, 3),
         "notes": [
             "Both ranks share the machine's cores (OMP threads split between them): a sanity figure for the "
-            "overhead of the distributed path, not a speed-up."
+            "overhead of the distributed path, not a speed-up.",
+            *args.note,
         ],
     }
     print(report["img_per_s"], "ratio", report["ratio_2_ranks_to_1"])

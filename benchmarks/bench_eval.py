@@ -18,28 +18,29 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
 from benchmarks.repo import load_script  # noqa: E402
-from benchmarks.timing import machine_info, write_json  # noqa: E402
+from benchmarks.timing import add_common_flags, machine_info, time_interleaved, write_json  # noqa: E402
+from data import VOC_CLASSES, get_config  # noqa: E402
+from data.synthetic import make_voc_dataset  # noqa: E402
+from data.transforms import preprocess  # noqa: E402
+from ssd import build_ssd  # noqa: E402
+from utils.checkpoint import ModelFacts, write_sidecar  # noqa: E402
+
+CPU = torch.device("cpu")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="eval.py wall time against the network's forward time")
     parser.add_argument("--num_images", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=2, help="turns of each (the fastest is reported)")
-    parser.add_argument("--out", default=None)
+    add_common_flags(parser, ("out", "note", "seed"))
     args = parser.parse_args(argv)
-
-    from data import VOC_CLASSES, get_config
-    from data.synthetic import make_voc_dataset
-    from data.transforms import preprocess
-    from ssd import build_ssd
-    from utils.checkpoint import ModelFacts, write_sidecar
 
     with tempfile.TemporaryDirectory() as work:
         root = make_voc_dataset(os.path.join(work, "voc"), num_train=0, num_test=args.num_images, seed=args.seed)
@@ -48,20 +49,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         weights = os.path.join(work, "ssd300_VOC_0.pth")
         torch.save(net.state_dict(), weights)
         write_sidecar(weights, ModelFacts(300, False, tuple(VOC_CLASSES), get_config("VOC", 300), "VOC"))
-
-        import cv2
-
         pictures = sorted(Path(root, "VOC2007", "JPEGImages").glob("*.jpg"))
         x = torch.stack([preprocess(cv2.imread(str(p)), 300) for p in pictures])
         with torch.no_grad():
             net.predict(x[: args.batch_size])  # warm-up
 
-        def forward() -> float:
-            start = time.perf_counter()
-            with torch.no_grad():
-                for i in range(0, len(x), args.batch_size):
-                    net.predict(x[i : i + args.batch_size])
-            return time.perf_counter() - start
+        @torch.no_grad()
+        def forward() -> None:
+            for i in range(0, len(x), args.batch_size):
+                net.predict(x[i : i + args.batch_size])
 
         ev = load_script("eval")
         argv_eval = ["--trained_model", weights, "--dataset_root", root, "--save_folder", os.path.join(work, "eval")]
@@ -83,27 +79,23 @@ def main(argv: Sequence[str] | None = None) -> dict:
         ev.analyse_split = timed(analyse_split)
         ev.analysis_figures = lambda found: [(name, timed(draw)) for name, draw in analysis_figures(found)]
 
-        def run_eval(extra: list[str]) -> float:
+        def run_eval(extra: list[str]) -> None:
             analysis_times.append(0.0)
-            start = time.perf_counter()
             ev.main(argv_eval + extra)
-            return time.perf_counter() - start
 
         # the three take turns, so that a change in the machine's load falls on all alike
-        forward_times, main_times, plain_times = [], [], []
+        turns = {"forward": forward, "plain": lambda: run_eval(["--analysis", "false"]), "main": lambda: run_eval([])}
         try:
-            for _ in range(args.repeats):
-                forward_times.append(forward())
-                plain_times.append(run_eval(["--analysis", "false"]))
-                main_times.append(run_eval([]))
+            times = time_interleaved(turns, CPU, warmup=0, iters=args.repeats)
         finally:  # the module is the one every load_script("eval") of this process gets
             ev.analyse_split, ev.analysis_figures = analyse_split, analysis_figures
+        forward_times, main_times, plain_times = times["forward"], times["main"], times["plain"]
         forward_s, main_s, plain_s = min(forward_times), min(main_times), min(plain_times)
         analysis_times = [t for t in analysis_times if t > 0]  # the --analysis false turns read none
         results = json.loads(Path(work, "eval", "results.json").read_text())
 
     report = {
-        "machine": machine_info(torch.device("cpu")),
+        "machine": machine_info(CPU),
         "num_images": args.num_images,
         "batch_size": args.batch_size,
         "network_forward_s": round(forward_s, 3),
@@ -126,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "analysis_s_each: the analysis timed inside each eval.main call (analysis, worst.jpg, errors.png, "
             "confusion.png); analysis_share_inside = the largest over the turns of analysis_s / (that call's time "
             "- analysis_s), immune to the load changing between calls.",
+            *args.note,
         ],
     }
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))

@@ -20,24 +20,26 @@ without DataLoader workers. Writes the JSON (figures, seconds of each phase, set
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import torch
 
-import torch  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
-import eval as eval_script  # noqa: E402
 import train as train_script  # noqa: E402
-from benchmarks.timing import machine_info, write_json  # noqa: E402
+from benchmarks.learn_gpu import run_eval, run_train  # noqa: E402
+from benchmarks.timing import add_common_flags, machine_info, torch_threads, write_json  # noqa: E402
 from data.synthetic import make_voc_dataset  # noqa: E402
+from utils.checkpoint import build_from_facts, write_sidecar  # noqa: E402
+from utils.training.engine import weights_stem  # noqa: E402
+from utils.training.finetune import apply_finetune, finetune_facts, plan_finetune, read_source  # noqa: E402
+from utils.training.setup import finetune_source, model_facts  # noqa: E402
 
 ARCHITECTURE = "mobilenet_v3_large"
 # Large objects, one or two a picture, none difficult: a task the light model starts to learn within minutes of CPU.
@@ -56,10 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--num_train", type=int, default=96, help="training pictures of each dataset")
     p.add_argument("--num_test", type=int, default=32, help="test pictures of each dataset")
-    p.add_argument("--seed", type=int, default=0, help="training seed of every run")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work_dir", default=None, help="where the datasets and runs go (default: a temporary folder)")
-    p.add_argument("--out", default=os.path.join("benchmarks", "results", "finetune_cpu.json"))
+    add_common_flags(p, out=os.path.join("benchmarks", "results", "finetune_cpu.json"), threads=1)
     return p
 
 
@@ -73,33 +73,25 @@ def make_data(root: str, classes: Sequence[str], seed: int, args: argparse.Names
     return make_voc_dataset(root, args.num_train, args.num_test, seed, classes=tuple(classes), **EASY_DATA)
 
 
-def train(argv: Sequence[str]) -> float:
-    """``train.main(argv)``; returns its seconds."""
-    start = time.perf_counter()
-    code = train_script.main(list(argv))
-    if code:
-        raise SystemExit(f"train.py exited with {code}")
-    return time.perf_counter() - start
+def trained_weights(argv: Sequence[str], classes: Sequence[str]) -> str:
+    """The ``.pth`` that ``train.main(argv)`` writes at its last iteration: ``SAVE_FOLDER/{stem}_{max_iter}.pth``,
+    the stem of the model facts train.py finds for ``argv`` and ``classes`` (the same way)."""
+    args = train_script.build_parser().parse_args(list(argv))
+    source = finetune_source(args)
+    facts = model_facts(train_script.resolve_defaults(args), classes, source)
+    return os.path.join(args.save_folder, f"{weights_stem(facts)}_{args.max_iter}.pth")
 
 
 def evaluate(model: str, voc_root: str, folder: str) -> dict[str, Any]:
     """VOC07 mAP and AP per class of ``model`` on ``voc_root``'s test split, with the seconds it took."""
     start = time.perf_counter()
-    argv = ["--trained_model", model, "--voc_root", voc_root, "--image_sets", "2007:test", "--save_folder", folder,
-            "--cuda", "false", "--analysis", "false"]  # fmt: skip
-    if eval_script.main(argv):
-        raise SystemExit("eval.py failed")
-    with open(os.path.join(folder, "results.json"), encoding="utf-8") as f:
-        results = json.load(f)
+    results = run_eval(model, voc_root, folder, "--image_sets", "2007:test", "--cuda", "false", "--analysis", "false")
     return {"mAP": results["mAP"], "ap": results["ap"], "eval_s": round(time.perf_counter() - start, 1)}
 
 
 def starting_point(source: str, classes: Sequence[str], path: str) -> str:
     """The fine-tune's model before its first step (the weights ``train.py --finetune`` starts from), saved with
     its sidecar at ``path``."""
-    from utils.checkpoint import build_from_facts, write_sidecar
-    from utils.training.finetune import apply_finetune, finetune_facts, plan_finetune, read_source
-
     src = read_source(source)
     facts = finetune_facts(src, classes, "VOC")
     net = build_from_facts(facts, "train")
@@ -122,11 +114,11 @@ def run(args: argparse.Namespace, work: str) -> dict[str, Any]:
               "--lr", str(args.lr)]  # fmt: skip
     lite = ["--backbone", ARCHITECTURE]
 
-    folder = os.path.join(work, "source")
     source_classes_file = write_classes(os.path.join(work, "source_classes.txt"), source_classes)
-    seconds["source_train"] = train([*common, *lite, "--dataset_root", source_root, "--classes", source_classes_file,
-                                     "--max_iter", str(args.source_iters), "--save_folder", folder])  # fmt: skip
-    source = os.path.join(folder, f"ssdlite320_VOC_{args.source_iters}.pth")
+    source_argv = [*common, *lite, "--dataset_root", source_root, "--classes", source_classes_file,
+                   "--max_iter", str(args.source_iters), "--save_folder", os.path.join(work, "source")]  # fmt: skip
+    seconds["source_train"] = run_train(source_argv)
+    source = trained_weights(source_argv, source_classes)
     source_eval = evaluate(source, source_root, os.path.join(work, "eval_source"))
 
     target_classes_file = write_classes(os.path.join(work, "target_classes.txt"), target_classes)
@@ -135,10 +127,9 @@ def run(args: argparse.Namespace, work: str) -> dict[str, Any]:
                           os.path.join(work, "eval_start"))  # fmt: skip
     results = {}
     for name, extra in (("finetune", ["--finetune", source]), ("scratch", lite)):
-        folder = os.path.join(work, name)
-        seconds[f"{name}_train"] = train([*target, *extra, "--save_folder", folder])
-        weights = os.path.join(folder, f"ssdlite320_VOC_{args.iters}.pth")
-        results[name] = evaluate(weights, target_root, os.path.join(work, f"eval_{name}"))
+        argv = [*target, *extra, "--save_folder", os.path.join(work, name)]
+        seconds[f"{name}_train"] = run_train(argv)
+        results[name] = evaluate(trained_weights(argv, target_classes), target_root, os.path.join(work, f"eval_{name}"))
     return {
         "source": {"classes": source_classes, "iterations": args.source_iters, **source_eval},
         "target": {"classes": target_classes, "new": [c for c in target_classes if c not in source_classes]},
@@ -150,21 +141,23 @@ def run(args: argparse.Namespace, work: str) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    if args.work_dir:
-        os.makedirs(args.work_dir, exist_ok=True)
-        figures = run(args, args.work_dir)
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench_finetune_") as work:
-            figures = run(args, work)
+    with torch_threads(args.threads):
+        if args.work_dir:
+            os.makedirs(args.work_dir, exist_ok=True)
+            figures = run(args, args.work_dir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="bench_finetune_") as work:
+                figures = run(args, work)
+        machine = machine_info(torch.device("cpu"))
     record = {
         "what": "SSDLite320-MobileNetV3 fine-tuned from a model of other classes vs trained from scratch, same seed, "
         "flags and iterations; VOC07 mAP on the target's synthetic test split",
-        "machine": machine_info(torch.device("cpu")),
+        "machine": machine,
         "settings": {**vars(args), "data": {**EASY_DATA, "source_seed": 1, "target_seed": 2}},
         **figures,
         "wall_s": round(time.perf_counter() - started, 1),
+        "notes": list(args.note),
     }
     write_json(record, args.out)
     for name in ("finetune_start", "finetune", "scratch"):

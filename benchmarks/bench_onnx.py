@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
-from benchmarks.timing import median_ms, time_interleaved  # noqa: E402
+from benchmarks.timing import add_common_flags, median_ms, time_interleaved, torch_threads  # noqa: E402
+from ssd import build_ssd  # noqa: E402
 from utils.export import decoded, export_onnx, onnx_session, run_onnx  # noqa: E402
 
 
@@ -57,13 +58,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch_sizes", default="1,8")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--iters", type=int, default=5)
+    add_common_flags(parser, ("seed", "threads"))
     args = parser.parse_args(argv)
 
-    from ssd import build_ssd
-
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     net = build_ssd("test").eval()
-    with tempfile.TemporaryDirectory() as folder:
+    with torch_threads(args.threads), tempfile.TemporaryDirectory() as folder:
         session = exported_session(net, folder)
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             x = torch.rand(batch, 3, net.size, net.size) * 255 - 128

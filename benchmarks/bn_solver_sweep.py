@@ -11,22 +11,19 @@ gradient norm (before clipping) at every step. It informs the defaults train.py 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
+from benchmarks.timing import add_common_flags, machine_info, torch_threads, write_json  # noqa: E402
 from data import MEANS, BaseTransform, VOCDetection, detection_collate  # noqa: E402
 from data.synthetic import make_voc_dataset  # noqa: E402
 from layers import MultiBoxLoss  # noqa: E402
@@ -46,10 +43,10 @@ def parse_configs(text: str) -> list[tuple[float, int, float]]:
 
 def fixed_batch(images: int, seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``images`` synthetic pictures at 300 px: (images [B, 3, 300, 300], targets B x [n_i, 5])."""
-    root = tempfile.mkdtemp(prefix="ssd_sweep_")
-    make_voc_dataset(root, num_train=images, num_test=0, seed=seed)
-    dataset = VOCDetection(root, [("2007", "trainval")], transform=BaseTransform(300, MEANS))
-    return detection_collate([dataset[i] for i in range(images)])
+    with tempfile.TemporaryDirectory(prefix="ssd_sweep_") as root:
+        make_voc_dataset(root, num_train=images, num_test=0, seed=seed)
+        dataset = VOCDetection(root, [("2007", "trainval")], transform=BaseTransform(300, MEANS))
+        return detection_collate([dataset[i] for i in range(images)])
 
 
 def run(
@@ -86,29 +83,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch_norm", type=str2bool, default=True)
     p.add_argument("--images", type=int, default=2)
     p.add_argument("--data_seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=None, help="JSON to write (default: print only)")
+    add_common_flags(p, ("out", "note", "threads"), threads=2)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    batch = fixed_batch(args.images, args.data_seed)
-    results = []
-    for config in args.configs:
-        results.append(run(config, batch, args.steps, args.batch_norm))
-        r = results[-1]
-        print(f"bn={r['batch_norm']} lr={r['lr']:g} warmup={r['warmup']} clip={r['clip_grad']:g}: "
-              f"loss {r['loss'][0]} -> {r['loss'][-1]} in {args.steps} steps, max grad norm {max(r['grad_norm'])}",
-              flush=True)  # fmt: skip
+    with torch_threads(args.threads):
+        batch = fixed_batch(args.images, args.data_seed)
+        results = []
+        for config in args.configs:
+            results.append(run(config, batch, args.steps, args.batch_norm))
+            r = results[-1]
+            print(f"bn={r['batch_norm']} lr={r['lr']:g} warmup={r['warmup']} clip={r['clip_grad']:g}: "
+                  f"loss {r['loss'][0]} -> {r['loss'][-1]} in {args.steps} steps, max grad norm {max(r['grad_norm'])}",
+                  flush=True)  # fmt: skip
+        machine = machine_info(torch.device("cpu")) | {"threads": args.threads}
     if args.out:
         record = {
             "what": __doc__.strip().splitlines()[0],
-            "machine": {"platform": platform.platform(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
-                        "threads": args.threads},
-            "date": time.strftime("%Y-%m-%d"),
+            "machine": machine,
+            "date": machine["date"][:10],
             "settings": {"steps": args.steps, "images": args.images, "data_seed": args.data_seed, "num_classes": 21},
             "results": results,
-        }  # fmt: skip
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1)
+            "notes": list(args.note),
+        }
+        write_json(record, args.out)
     return 0
 
 

@@ -24,23 +24,22 @@ import csv
 import glob
 import json
 import os
-import platform
 import re
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import torch
 
-import torch  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
 import eval as eval_script  # noqa: E402
 import train as train_script  # noqa: E402
-from benchmarks.timing import cpu_model, write_json  # noqa: E402
+from benchmarks.repo import RESULTS  # noqa: E402
+from benchmarks.timing import add_common_flags, machine_info, write_json  # noqa: E402
 from data.synthetic import make_voc_dataset  # noqa: E402
 from utils.cli import available_cpus  # noqa: E402
 
@@ -69,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--work_dir", default=None, help="default: a temporary folder")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/learn_<device>.json)")
+    add_common_flags(p, ("note",))
     p.add_argument(
         "--train_arg",
         action="append",
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def worker_count(requested: int | None) -> int:
+def capped_worker_count(requested: int | None) -> int:
     """DataLoader workers: ``requested`` (default: the CPUs this process may use - 2, at least 1), never more than
     those CPUs."""
     cpus = available_cpus()
@@ -93,19 +93,6 @@ def device_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def machine(device: str) -> dict[str, Any]:
-    info = {
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "cpu_cores": os.cpu_count(),
-        "cpus_available": available_cpus(),
-        "torch": torch.__version__,
-    }
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 def train_segment(
     common: Sequence[str], save_folder: str, start_iter: int, stop_iter: int, resume: str | None, batch_size: int
 ) -> tuple[float, float]:
@@ -117,11 +104,7 @@ def train_segment(
     argv = [*common, "--max_iter", str(stop_iter), "--save_every", str(stop_iter), "--save_folder", save_folder]
     if resume:
         argv += ["--resume", resume]
-    start = time.perf_counter()
-    code = train_script.main(argv)
-    if code:
-        raise SystemExit(f"train.py exited with {code}")
-    wall = time.perf_counter() - start
+    wall = run_train(argv)
     return wall, loop_seconds(os.path.join(save_folder, "train_log.csv"), start_iter, stop_iter, batch_size)
 
 
@@ -143,12 +126,22 @@ def run_file(save_folder: str, suffix: str) -> str:
     return found[0]
 
 
-def evaluate(voc_root: str, model: str, eval_dir: str, cuda: bool) -> float:
-    argv = ["--trained_model", model, "--voc_root", voc_root, "--save_folder", eval_dir, "--cuda", str(cuda).lower()]
-    if eval_script.main(argv):
+def run_train(argv: Sequence[str]) -> float:
+    """``train.main(argv)`` in this process; returns its seconds. A failure ends the benchmark."""
+    start = time.perf_counter()
+    code = train_script.main(list(argv))
+    if code:
+        raise SystemExit(f"train.py exited with {code}")
+    return time.perf_counter() - start
+
+
+def run_eval(model: str, voc_root: str, folder: str, *flags: str) -> dict[str, Any]:
+    """``eval.main`` on ``model`` over ``voc_root``'s test split with ``flags``, writing to ``folder``; returns its
+    ``results.json``. A failure ends the benchmark."""
+    if eval_script.main(["--trained_model", model, "--voc_root", voc_root, "--save_folder", folder, *flags]):
         raise SystemExit("eval.py failed")
-    with open(os.path.join(eval_dir, "results.json"), encoding="utf-8") as f:
-        return float(json.load(f)["mAP"] or 0.0)
+    with open(os.path.join(folder, "results.json"), encoding="utf-8") as f:
+        return json.load(f)
 
 
 def median_img_per_s(log_csv: str, skip: int = 5) -> float:
@@ -202,11 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_start = time.perf_counter()
     cuda = args.device == "cuda"
     amp = args.amp or ("bf16" if cuda else "none")
-    workers = worker_count(args.num_workers)
+    workers = capped_worker_count(args.num_workers)
     work = args.work_dir or tempfile.mkdtemp(prefix="ssd_learn_")
     voc_root = os.path.join(work, "VOCdevkit")
     tag = "cuda_" + device_slug(torch.cuda.get_device_name(0)) if cuda else "cpu"
-    out = args.out or os.path.join(ROOT, "benchmarks", "results", f"learn_{tag}.json")
+    out = args.out or str(RESULTS / f"learn_{tag}.json")
     make_voc_dataset(voc_root, num_train=args.num_train, num_test=args.num_test, seed=args.data_seed)
     generate_s = time.perf_counter() - run_start
 
@@ -219,10 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]  # fmt: skip
     log_csv = os.path.join(save_folder, "train_log.csv")
     model = "SSDLite320-MobileNetV3" if args.backbone == "mobilenet_v3_large" else "SSD300"
+    machine = machine_info(torch.device(args.device)) | {"cpus_available": available_cpus()}
     record: dict[str, Any] = {
         "what": f"{model} from scratch on data.synthetic, real train.py/eval.py paths, VOC07 mAP on the test split",
-        "machine": machine(args.device),
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine,
+        "date": machine["date"][:10],
         "budget_s": args.budget_s,
         "max_wall_s": args.max_wall_s,
         "num_workers": workers,
@@ -235,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "train_args": common,
         "curve": [],
+        "notes": list(args.note),
     }
 
     def save(complete: bool, **timings: float) -> None:
@@ -254,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         wall, seconds = train_segment(common, save_folder, iteration, iteration + segment, resume, args.batch_size)
         train_s, startup_s, iteration = train_s + seconds, startup_s + wall - seconds, iteration + segment
         eval_start = time.perf_counter()
-        mAP = evaluate(voc_root, run_file(save_folder, f"{iteration}.pth"), os.path.join(work, "eval"), cuda)
+        weights = run_file(save_folder, f"{iteration}.pth")
+        results = run_eval(weights, voc_root, os.path.join(work, "eval"), "--cuda", str(cuda).lower())
+        mAP = float(results["mAP"] or 0.0)
         eval_s += time.perf_counter() - eval_start
         overhead = max(overhead, wall - seconds + time.perf_counter() - eval_start)
         record["curve"].append({"train_s": round(train_s, 1), "iter": iteration, "mAP": mAP})

@@ -41,8 +41,12 @@ from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.image_list import ImageList
 
 from benchmarks import workloads as W
-from layers import point_form
+from benchmarks.repo import load_script
+from data import VOC_CLASSES
+from data.synthetic import make_image
 from ssd import DetectionNet, build_ssd, postprocess
+from utils.checkpoint import ModelFacts, write_sidecar
+from utils.video import open_writer
 
 ARCHITECTURE = "mobilenet_v3_large"
 SIZE = 320
@@ -123,7 +127,7 @@ def torchvision_detect(model: nn.Module, x: Tensor) -> list[dict[str, Tensor]]:
 # ------------------------------------------------------------------------------------------ score regimes
 
 
-def regime_adjustments(
+def regime_statistics(
     ours: DetectionNet, tv: nn.Module, x: Tensor, regime: str
 ) -> tuple[dict[str, W.Adjustment], dict[str, Any]]:
     """Each model's logit adjustment for ``regime`` on the calibration batch x, and the statistics for the JSON
@@ -131,19 +135,8 @@ def regime_adjustments(
     with torch.inference_mode():
         loc, logits = ours.predict(x)
         _, tv_head = torchvision_raw(tv, x)
-    tv_logits = tv_head["cls_logits"]
-    adjust = {
-        "ours": W.regime_adjustment(regime, logits, CONF_THRESH, REGIME_CANDIDATES),
-        "torchvision": W.regime_adjustment(regime, tv_logits, CONF_THRESH, REGIME_CANDIDATES),
-    }
-    stats: dict[str, Any] = {"target_candidates_per_image": round(REGIME_CANDIDATES[regime], 1)}
-    for name, model_logits in (("ours", logits), ("torchvision", tv_logits)):
-        stats[name] = {
-            "logit_scale": round(adjust[name].scale, 4),
-            "background_bias_added": round(adjust[name].shift, 4),
-            "candidates_per_image_before": W.candidates_per_image(model_logits, thresh=CONF_THRESH),
-            "candidates_per_image": W.candidates_per_image(model_logits, adjust[name], CONF_THRESH),
-        }
+    logits_by_model = {"ours": logits, "torchvision": tv_head["cls_logits"]}
+    adjust, stats = W.regime_adjustments(regime, logits_by_model, CONF_THRESH, REGIME_CANDIDATES)
     batch = x.shape[0]
     with torch.inference_mode():
         with W.adjusted_head(ours, adjust["ours"]):
@@ -177,7 +170,7 @@ def postprocess_fns(ours: DetectionNet, tv: nn.Module, loc: Tensor, logits: Tens
     softmax + Detect, torchvision's postprocess_detections with our priors as anchors (pixels of 320x320)."""
     batch = loc.shape[0]
     head = {"bbox_regression": loc, "cls_logits": logits}
-    anchors = [point_form(ours.priors) * SIZE] * batch
+    anchors = [W.anchors_from_priors(ours.priors, SIZE)] * batch
     sizes = [(SIZE, SIZE)] * batch
 
     @torch.inference_mode()
@@ -208,7 +201,7 @@ def run_cases(args: argparse.Namespace, result: dict[str, Any], measure: Callabl
         ),
     }
     for regime in args.regimes if {"end_to_end", "postprocess"} & set(args.cases) else []:
-        adjust, result["score_statistics"][regime] = regime_adjustments(ours, tv, pool[:calibration], regime)
+        adjust, result["score_statistics"][regime] = regime_statistics(ours, tv, pool[:calibration], regime)
         with W.adjusted_head(ours, adjust["ours"]), W.adjusted_head(tv, adjust["torchvision"]):
             for batch in args.batch_sizes:
                 x = pool[:batch]
@@ -249,8 +242,6 @@ def check_targets(records: list[dict[str, Any]], video: dict[str, Any] | None) -
 
 def video_frames(seed: int = 0) -> list[np.ndarray]:
     """``VIDEO_SCENES`` synthetic 640x480 BGR pictures (``data.synthetic``, one to three objects each)."""
-    from data.synthetic import make_image
-
     rng = np.random.default_rng(seed)
     width, height = VIDEO_SIZE
     return [make_image(rng, width, height, max_objects=3, empty_prob=0.0)[0] for _ in range(VIDEO_SCENES)]
@@ -258,8 +249,6 @@ def video_frames(seed: int = 0) -> list[np.ndarray]:
 
 def write_video(path: str, scenes: list[np.ndarray], frames: int = VIDEO_FRAMES, fps: float = 30.0) -> str:
     """Write ``frames`` frames of ``scenes`` (each held for an equal share) to ``path`` (MPEG-4, else MJPG .avi)."""
-    from utils.video import open_writer
-
     writer, written = open_writer(os.path.splitext(path)[0], fps, VIDEO_SIZE)
     try:
         for i in range(frames):
@@ -273,8 +262,6 @@ def sparse_model(folder: str, scenes: list[np.ndarray], seed: int = 0) -> str:
     """Our random model with the BatchNorm statistics of ``scenes`` and its background bias raised so that about
     150 (prior, class) pairs per frame pass 0.001, as a trained detector's do; saved as
     ``folder/ssdlite320_sparse.pth`` + sidecar."""
-    from utils.checkpoint import ModelFacts, write_sidecar
-
     net = build_ours(torch.device("cpu"), seed)
     x = torch.stack([net.preprocessing(frame, SIZE) for frame in scenes])
     calibrate_batch_norm(net, lambda: net.predict(x))
@@ -284,16 +271,13 @@ def sparse_model(folder: str, scenes: list[np.ndarray], seed: int = 0) -> str:
     path = os.path.join(folder, "ssdlite320_sparse.pth")
     with W.adjusted_head(net, adjustment):
         torch.save(net.state_dict(), path)
-    from data.voc0712 import VOC_CLASSES
-
     write_sidecar(path, ModelFacts.from_model(net, VOC_CLASSES, "VOC"))
     return path
 
 
 def video_case(weights: str | None, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
     """Frames per second of ``test.py`` (in this process, its default batch and threshold) on a 640x480 video."""
-    import test as test_script
-
+    test_script = load_script("test")
     with tempfile.TemporaryDirectory() as folder:
         scenes = video_frames(seed)
         video = write_video(os.path.join(folder, "synthetic.mp4"), scenes)

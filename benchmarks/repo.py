@@ -1,4 +1,5 @@
-"""The repository's root and its top-level scripts as modules, for the benchmarks and the tests.
+"""The repository's root, the benchmarks' results folder, and its top-level scripts as modules, for the benchmarks
+and the tests.
 
 ``train.py``, ``eval.py`` and ``test.py`` sit at the root, outside any package, and ``import test`` finds the
 standard library's package: the scripts are loaded by path instead, each once, under a private module name.
@@ -12,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "benchmarks" / "results"  # the committed benchmark records
 
 
 def load_script(name: str) -> ModuleType:

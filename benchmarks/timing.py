@@ -1,4 +1,4 @@
-"""Timing and machine description shared by the benchmark scripts.
+"""What the benchmark scripts share: timing, the machine's description, the flags they spell alike, the JSON.
 
 Every figure is the median of ``iters`` timed calls after ``warmup`` untimed ones; on CUDA the device is
 synchronised before and after each call, so a call's time includes all the work it queued.
@@ -6,6 +6,8 @@ synchronised before and after each call, so a call's time includes all the work 
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -13,10 +15,14 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+
+from utils.training.state import atomic_write_text
+
+COMMON_FLAGS = ("out", "note", "seed", "threads")
 
 
 def synchronize(device: torch.device) -> None:
@@ -88,12 +94,44 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def add_common_flags(
+    parser: argparse.ArgumentParser,
+    flags: Sequence[str] = COMMON_FLAGS,
+    out: str | None = None,
+    threads: int | None = None,
+) -> None:
+    """Add the flags the scripts share, spelt alike (``flags``: those of ``COMMON_FLAGS`` the script takes):
+    ``--out`` (the JSON to write, default ``out``), ``--note`` (a line for the JSON's ``notes``, repeatable),
+    ``--seed`` (default 0) and ``--threads`` (torch's intra-op threads, default ``threads``; None: torch's choice)."""
+    if "out" in flags:
+        parser.add_argument("--out", default=out, help=f"JSON file to write (default: {out or 'none, print only'})")
+    if "note" in flags:
+        parser.add_argument("--note", action="append", default=[], help="a line for the JSON's notes (repeatable)")
+    if "seed" in flags:
+        parser.add_argument("--seed", type=int, default=0)
+    if "threads" in flags:
+        default = threads or "torch's choice"
+        help_threads = f"torch intra-op threads, and onnxruntime's where it runs (default: {default})"
+        parser.add_argument("--threads", type=int, default=threads, help=help_threads)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (None or 0: left as they are) for the block, restored after."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def write_json(record: Mapping[str, Any], path: str) -> None:
-    """Write a benchmark record to ``path`` (folders created), one JSON document with a final newline."""
+    """Write a benchmark record to ``path`` (folders created), one JSON document with a final newline, atomically:
+    a script that writes its record as it goes and is cut short leaves the last complete one."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     print(f"wrote {path}")
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection import ssd300_vgg16
+from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import box_iou
 
 from benchmarks.classic import classic_multibox_loss
@@ -154,8 +155,6 @@ def torchvision_raw(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
 def torchvision_anchors(model: nn.Module, images: Tensor) -> list[Tensor]:
     """torchvision's default boxes for a batch of 300x300 images: B tensors ``[P, 4]`` (x1, y1, x2, y2) in
     pixels. The generator reads only the feature maps' sizes, so empty maps of SSD300's sizes stand in."""
-    from torchvision.models.detection.image_list import ImageList
-
     features = [images.new_zeros(1, 1, f, f) for f in FEATURE_MAPS]
     anchors = model.anchor_generator(ImageList(images[:1], [(SIZE, SIZE)]), features)[0]
     return [anchors] * images.shape[0]
@@ -254,6 +253,28 @@ def regime_adjustment(
     return Adjustment(shift=background_shift_for(logits, target, thresh))
 
 
+def regime_adjustments(
+    regime: str, logits: dict[str, Tensor], thresh: float = CONF_THRESH, candidates: dict[str, float] | None = None
+) -> tuple[dict[str, Adjustment], dict[str, Any]]:
+    """Each model's adjustment for a score regime (:func:`regime_adjustment`), and the statistics for the JSON: the
+    target, and per model the adjustment and its candidates per image before and after.
+
+    Args:
+        logits: model name -> its class logits (Tensor[B, P, C]) on a calibration batch.
+    """
+    targets = REGIME_CANDIDATES if candidates is None else candidates
+    adjust = {name: regime_adjustment(regime, model_logits, thresh, targets) for name, model_logits in logits.items()}
+    stats: dict[str, Any] = {"target_candidates_per_image": round(targets[regime], 1)}
+    for name, model_logits in logits.items():
+        stats[name] = {
+            "logit_scale": round(adjust[name].scale, 4),
+            "background_bias_added": round(adjust[name].shift, 4),
+            "candidates_per_image_before": candidates_per_image(model_logits, thresh=thresh),
+            "candidates_per_image": candidates_per_image(model_logits, adjust[name], thresh),
+        }
+    return adjust, stats
+
+
 @contextlib.contextmanager
 def adjusted_head(model: nn.Module, adjustment: Adjustment, num_classes: int = NUM_CLASSES) -> Iterator[None]:
     """Change ``model``'s class logits by ``adjustment`` (through its conf convs) for the duration of the block."""
@@ -311,10 +332,10 @@ def end_to_end_fns(ours: SSD, tv: nn.Module, images: Tensor, settings: Settings)
     return {"ours": run_ours, "torchvision": run_tv}
 
 
-def anchors_from_priors(priors: Tensor) -> Tensor:
-    """priors (Tensor[P, 4], center-size, relative) -> Tensor[P, 4] (x1, y1, x2, y2) in pixels of the 300x300
+def anchors_from_priors(priors: Tensor, size: int = SIZE) -> Tensor:
+    """priors (Tensor[P, 4], center-size, relative) -> Tensor[P, 4] (x1, y1, x2, y2) in pixels of the size x size
     image: our default boxes as torchvision's box coder takes anchors."""
-    return point_form(priors) * SIZE
+    return point_form(priors) * size
 
 
 def postprocess_fns(

@@ -108,7 +108,8 @@ def test_workers_are_capped_at_the_cpus_the_process_may_use(fake, tmp_path) -> N
     assert {_flag(a, "--num_workers") for a in fake.train_argvs} == {"3"}
     record = json.loads((tmp_path / "learn.json").read_text())
     assert record["num_workers"] == 3 and record["machine"]["cpus_available"] == 3
-    assert (learn_gpu.worker_count(None), learn_gpu.worker_count(2), learn_gpu.worker_count(0)) == (1, 2, 0)
+    counts = (learn_gpu.capped_worker_count(None), learn_gpu.capped_worker_count(2), learn_gpu.capped_worker_count(0))
+    assert counts == (1, 2, 0)
 
 
 def test_next_segment_fits_the_budget_and_the_wall_clock() -> None:
