@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
 from benchmarks.repo import REPO_ROOT  # noqa: E402
-from benchmarks.timing import add_common_flags, machine_info, write_json  # noqa: E402
+from benchmarks.timing import add_common_flags, machine_info, median_img_per_s, write_json  # noqa: E402
 from data.synthetic import make_voc_dataset  # noqa: E402
 
 
@@ -32,12 +31,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _median_img_per_s(log: Path, skip: int) -> float:
-    rows = [line.split(",") for line in log.read_text().splitlines()]
-    column = rows[0].index("img_per_s")
-    return statistics.median(float(r[column]) for r in rows[1 + skip :])
 
 
 def _train(ranks: int, root: str, folder: Path, args: argparse.Namespace) -> float:
@@ -52,7 +45,7 @@ def _train(ranks: int, root: str, folder: Path, args: argparse.Namespace) -> flo
                      "--master_port", str(_free_port())]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // ranks))}
     subprocess.run([*launcher, *argv], cwd=REPO_ROOT, env=env, check=True, capture_output=True, text=True)
-    return _median_img_per_s(folder / "train_log.csv", args.skip)
+    return median_img_per_s(folder / "train_log.csv", args.skip)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -1,6 +1,6 @@
 """Latency of the exported model (network + decoding + softmax) in onnxruntime (CPU) beside PyTorch (CPU).
 
-    python benchmarks/bench_onnx.py [--batch_sizes 1,8] [--warmup 1] [--iters 5]
+    python benchmarks/bench_onnx.py [--batch_sizes 1,8] [--warmup 1] [--iters 5] [--threads N]
 
 ``benchmarks/bench.py --device cpu`` runs the same measurement into its JSON (case "onnx"). Both run the very
 graph ``utils.export`` writes (``decoded``), fp32, on the same seeded batch, with the same thread count.

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: t
 import eval as eval_script  # noqa: E402
 import train as train_script  # noqa: E402
 from benchmarks.repo import RESULTS  # noqa: E402
-from benchmarks.timing import add_common_flags, machine_info, write_json  # noqa: E402
+from benchmarks.timing import add_common_flags, machine_info, median_img_per_s, write_json  # noqa: E402
 from data.synthetic import make_voc_dataset  # noqa: E402
 from utils.cli import available_cpus  # noqa: E402
 
@@ -144,15 +144,6 @@ def run_eval(model: str, voc_root: str, folder: str, *flags: str) -> dict[str, A
         return json.load(f)
 
 
-def median_img_per_s(log_csv: str, skip: int = 5) -> float:
-    """Median training throughput from train_log.csv, after the first ``skip`` rows (warm-up)."""
-    if not os.path.isfile(log_csv):
-        return 0.0
-    with open(log_csv, encoding="utf-8") as f:
-        rates = [float(row["img_per_s"]) for row in csv.DictReader(f)][skip:]
-    return sorted(rates)[len(rates) // 2] if rates else 0.0
-
-
 def plot_curve(curve: Sequence[dict[str, float]], title: str, path: str) -> bool:
     """Draw mAP over training time to ``path``; False (nothing drawn) where matplotlib is not installed."""
     try:
@@ -237,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record.update({k: round(v, 2) for k, v in timings.items()})
         record["wall_s"] = round(time.perf_counter() - run_start, 2)
         record["final_mAP"] = curve[-1]["mAP"] if curve else None
-        record["median_img_per_s"] = median_img_per_s(log_csv)
+        record["median_img_per_s"] = median_img_per_s(log_csv, skip=5)
         record["complete"] = complete
         write_json(record, out)
 

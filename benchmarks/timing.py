@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import datetime
 import json
 import os
@@ -125,6 +126,16 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def median_img_per_s(log_csv: str | os.PathLike[str], skip: int) -> float:
+    """Median training throughput in a ``train_log.csv`` (its ``img_per_s`` column) after the first ``skip`` rows
+    (warm-up); 0.0 when the file or the rows are missing."""
+    if not os.path.isfile(log_csv):
+        return 0.0
+    with open(log_csv, encoding="utf-8") as f:
+        rates = [float(row["img_per_s"]) for row in csv.DictReader(f)][skip:]
+    return statistics.median(rates) if rates else 0.0
 
 
 def write_json(record: Mapping[str, Any], path: str) -> None:

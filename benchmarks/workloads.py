@@ -35,7 +35,7 @@ from layers import MultiBoxLoss, PriorBox
 from layers.box_utils import match_batch, point_form
 from layers.modules.multibox_loss import pad_targets
 from ssd import SSD, DetectionNet, build_ssd
-from utils.cli import AMP_DTYPES
+from utils.cli import AMP_DTYPES, autocast
 
 SIZE = 300
 NUM_CLASSES = 21
@@ -62,10 +62,8 @@ class Settings:
         return AMP_DTYPES[self.amp]
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast to the chosen precision, or nothing for "none"."""
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        """Autocast to the chosen precision (disabled for "none")."""
+        return autocast(self.device, self.amp)
 
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
