@@ -190,8 +190,15 @@ def analyse_split(
     gains = "  ".join(f"{kind} " + ("n/a" if d is None else f"{d:.4f}") for kind, d in deltas.items())
     print(f"mAP gained by fixing each error type alone: {gains}")
     cases = worst_cases(dets, truths, names)  # "image": a position in dets, not a dataset index
+    for case in cases:  # the caption names the picture as the dataset does: VOC file name, COCO image id
+        case["picture"] = picture_name(split.ids[int(indices[case["image"]])])
     draw_worst(cases, lambda i: split.pull_image(int(indices[i])), names, os.path.join(args.save_folder, "worst.jpg"))
     return found
+
+
+def picture_name(image_id: Any) -> str:
+    """A dataset's id of a picture as a user knows it: ``(year folder, name)`` of VOC gives the name."""
+    return str(image_id[1] if isinstance(image_id, tuple) else image_id)
 
 
 def analysis_figures(found: dict[str, Any]) -> list[tuple[str, Callable[[str], None]]]:
@@ -244,8 +251,7 @@ def score_coco(
     image_ids = [dataset.ids[i] for i in indices]
     results = coco_results(dets, image_ids, [by_name[n] for n in names])
     det_file = os.path.join(args.save_folder, f"detections_{dataset.image_set}_ssd{model.size}_results.json")
-    with open(det_file, "w", encoding="utf-8") as f:
-        json.dump(results, f)
+    atomic_write_text(det_file, json.dumps(results))
     print(f"wrote {len(results)} detections in COCO result format to {det_file}")
     if not dataset.has_ground_truth:
         print(f"{dataset.image_set} has no annotations (a test split?): submit {det_file} to the evaluation server")

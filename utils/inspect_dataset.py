@@ -43,10 +43,10 @@ from layers import PriorBox, point_form
 from layers.box_utils import batched_jaccard
 from utils.augmentations import model_augmentation
 from utils.cli import add_bool, fail, resolve_class_names, run_main
+from utils.evaluation.analysis import SIZE_LIMITS
 
 PROG = "inspect_dataset"
 THRESHOLD = 0.5  # the matching threshold of training (MultiBoxLoss overlap_thresh)
-SMALL, MEDIUM = 32**2, 96**2  # COCO's area limits, applied in the network's input pixels
 TILE = 300  # side of a gallery tile in pixels
 WORST = 12  # objects shown in prior_fit.jpg
 
@@ -233,7 +233,7 @@ def fit_share(boxes: np.ndarray, cfg: Mapping[str, Any]) -> float:
 def size_buckets(boxes: np.ndarray, size: int) -> np.ndarray:
     """0 small, 1 medium, 2 large: COCO's area limits on the area in network pixels (relative area * size^2)."""
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * size * size
-    return np.digitize(area, (SMALL, MEDIUM))
+    return np.digitize(area, SIZE_LIMITS)
 
 
 @dataclass

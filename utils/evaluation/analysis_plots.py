@@ -65,7 +65,8 @@ def draw_worst(
     columns: int = 4,
 ) -> None:
     """A grid of crops, one per case of ``analysis.worst_cases``: the object in green, the detection in red, and a
-    caption with the error type, classes and score. ``pull_image(i)`` gives picture ``i`` as BGR ``[H, W, 3]``."""
+    caption with the error type, classes, score and the case's ``"picture"`` name (its position when it has none).
+    ``pull_image(i)`` gives picture ``i`` as BGR ``[H, W, 3]``."""
     from utils.inspect_dataset import grid  # that tool imports torch: only this picture needs its grid
 
     tiles = [_case_tile(case, pull_image(int(case["image"])), class_names) for case in cases]
@@ -105,10 +106,11 @@ def _case_tile(case: Mapping[str, Any], img: np.ndarray, class_names: Sequence[s
 def _caption(case: Mapping[str, Any], class_names: Sequence[str]) -> tuple[str, str]:
     """Two caption lines: the error and detection, then the object involved."""
     truth = class_names[case["truth_label"]] if case["truth_label"] is not None else None
+    picture = case.get("picture", f"picture {case['image']}")  # eval.py adds the dataset's name of the picture
     if case["label"] is None:
-        return f"miss: {truth}", f"picture {case['image']}, no detection"
+        return f"miss: {truth}", f"{picture}, no detection"
     top = f"{case['error']}: {class_names[case['label']]} {case['score']:.2f}"
-    return top, f"picture {case['image']}, " + (f"object: {truth}" if truth else "no object near")
+    return top, f"{picture}, " + (f"object: {truth}" if truth else "no object near")
 
 
 def _text(img: np.ndarray, text: str, at: tuple[int, int]) -> None:

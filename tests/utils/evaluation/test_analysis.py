@@ -187,6 +187,10 @@ def test_worst_cases_list_top_false_positives_then_largest_misses() -> None:
     assert cases[1]["truth_label"] == DOG and cases[1]["truth_box"] == [201.0, 1.0, 300.0, 100.0]
     assert cases[3] == {"error": "miss", "image": 0, "label": None, "score": None, "box": None, "truth_label": CAT,
                         "truth_box": [201.0, 201.0, 300.0, 300.0]}  # fmt: skip
+    from utils.evaluation.analysis_plots import _caption
+
+    assert _caption(cases[1], NAMES) == ("cls: cat 0.70", "picture 0, object: dog")  # a position without a name
+    assert _caption({**cases[3], "picture": "000123"}, NAMES) == ("miss: cat", "000123, no detection")
 
 
 def test_plots_write_files_and_need_matplotlib(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
