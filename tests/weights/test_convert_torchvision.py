@@ -102,6 +102,20 @@ def _assert_close(ours: Tensor, theirs: Tensor) -> None:
     torch.testing.assert_close(ours, theirs, atol=1e-4 * float(theirs.abs().max()), rtol=1e-4)
 
 
+def _assert_lite_equals(net: nn.Module, model: nn.Module, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Our light ``net`` gives torchvision's SSDLite ``model``'s offsets, logits (its columns ``rows``, ours in
+    order) and more than 150 equal detections on two random pictures; returns our ``loc``, ``conf`` and detections."""
+    x = torch.randn(2, 3, 320, 320)
+    head, detections = _torchvision_run(model, x)
+    with torch.no_grad():
+        loc, conf = net.predict(x)
+        ours = net(x)
+    _assert_close(loc, head["bbox_regression"])
+    _assert_close(conf, head["cls_logits"][..., rows])
+    assert _assert_same_detections(ours, detections, 320, rows) > 150
+    return loc, conf, ours
+
+
 def _convert_file(tmp_path, model: nn.Module, name: str) -> tuple[nn.Module, object]:
     """Save the torchvision weights, run the converter on the file, and build our model from what it wrote."""
     source, out = tmp_path / f"{name}_torchvision.pth", tmp_path / f"{name}.pth"
@@ -129,15 +143,8 @@ def test_lite_raw_outputs_and_detections_equal_torchvisions(lite_same_classes: n
     assert torch.equal(state["conf.2.pointwise.weight"], tv_rows)
     net = build_ssd("test", 320, num_classes, coco320, architecture="mobilenet_v3_large").eval()
     net.load_state_dict(state)
-    x = torch.randn(2, 3, 320, 320)
-    head, detections = _torchvision_run(lite_same_classes, x)
-    with torch.no_grad():
-        loc, conf = net.predict(x)
-        ours = net(x)
-    _assert_close(loc, head["bbox_regression"])
-    _assert_close(conf, head["cls_logits"])
+    loc, conf, ours = _assert_lite_equals(net, lite_same_classes, torch.arange(num_classes))
     assert conf.std() > 1.0 and loc.std() > 0.5  # spread scores, boxes off their priors
-    assert _assert_same_detections(ours, detections, 320, torch.arange(num_classes)) > 150
     assert ours[..., 1:].min() >= 0 and ours[..., 1:].max() <= 1  # clipped like torchvision's
 
 
@@ -151,14 +158,7 @@ def test_lite_coco_weights_file(tmp_path, one_thread) -> None:
     assert facts.dataset == "COCO"
     assert facts.class_names == COCO_CLASSES
     assert prior_config_dict(facts.prior_config) == prior_config_dict(coco320)
-    x = torch.randn(2, 3, 320, 320)
-    head, detections = _torchvision_run(model, x)
-    with torch.no_grad():
-        loc, conf = net.predict(x)
-        ours = net(x)
-    _assert_close(loc, head["bbox_regression"])
-    _assert_close(conf, head["cls_logits"][..., coco_rows()])
-    assert _assert_same_detections(ours, detections, 320, torch.tensor(coco_rows())) > 150
+    _assert_lite_equals(net, model, torch.tensor(coco_rows()))
 
 
 def test_vgg16_coco_weights_file(tmp_path, one_thread) -> None:
