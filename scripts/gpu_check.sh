@@ -12,11 +12,15 @@
 #   learn_lite  benchmarks/learn_gpu.py: SSDLite320 from scratch with its recipe, 15 s of training    40 s
 # Each stage writes its JSON under benchmarks/results/ as soon as it ends, named after the device
 # (torch.cuda.get_device_name, slugged) and the date; gpu_check_<device>_<date>.json sums them up and the script
-# ends with a table. Python is ${PYTHON:-python}: the repository's .venv or a bare image alike.
+# ends with a table. Python is $PYTHON when set, else the repository's .venv when its Python runs torch (what
+# scripts/install.sh made), else the python on the PATH (a bare CUDA image).
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
 PY=${PYTHON:-python}
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && .venv/bin/python -c "import torch" 2>/dev/null; then
+    PY=.venv/bin/python
+fi
 RESULTS=${GPU_CHECK_RESULTS:-benchmarks/results}
 # Time limits in seconds; a stage that ignores its signal is killed 3 s later. 15 + 60 + 55 + 35 + 80 + 40 + 5 * 3
 # = 300.
@@ -32,7 +36,7 @@ case "${1:-}" in
 "") ;;
 --dry_run) DRY_RUN=1 ;;
 -h | --help)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 *)
