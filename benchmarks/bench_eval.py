@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as work:
         root = make_voc_dataset(os.path.join(work, "voc"), num_train=0, num_test=args.num_images, seed=args.seed)
         torch.manual_seed(args.seed)
-        net = build_ssd("test", 300, 21).eval()
+        net = build_ssd("test", 300, 21, get_config("VOC", 300)).eval()
         weights = os.path.join(work, "ssd300_VOC_0.pth")
         torch.save(net.state_dict(), weights)
         write_sidecar(weights, ModelFacts(300, False, tuple(VOC_CLASSES), get_config("VOC", 300), "VOC"))

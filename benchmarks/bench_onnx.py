@@ -23,6 +23,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
 from benchmarks.timing import add_common_flags, median_ms, time_interleaved, torch_threads  # noqa: E402
+from data.config import get_config  # noqa: E402
 from ssd import build_ssd  # noqa: E402
 from utils.export import decoded, export_onnx, onnx_session, run_onnx  # noqa: E402
 
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
-    net = build_ssd("test").eval()
+    net = build_ssd("test", 300, 21, get_config("VOC", 300)).eval()
     with torch_threads(args.threads), tempfile.TemporaryDirectory() as folder:
         session = exported_session(net, folder)
         for batch in (int(b) for b in args.batch_sizes.split(",")):

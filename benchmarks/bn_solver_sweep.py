@@ -24,7 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the repository's packages import
 
 from benchmarks.timing import add_common_flags, machine_info, torch_threads, write_json  # noqa: E402
-from data import MEANS, BaseTransform, VOCDetection, detection_collate  # noqa: E402
+from data import MEANS, BaseTransform, VOCDetection, detection_collate, get_config  # noqa: E402
 from data.synthetic import make_voc_dataset  # noqa: E402
 from layers import MultiBoxLoss  # noqa: E402
 from ssd import build_ssd  # noqa: E402
@@ -55,7 +55,7 @@ def run(
     lr, warmup, clip = config
     images, targets = batch
     torch.manual_seed(0)
-    net = build_ssd("train", 300, 21, batch_norm=batch_norm)
+    net = build_ssd("train", 300, 21, get_config("VOC", 300), batch_norm)
     criterion = MultiBoxLoss(21, 0.5, True, 0, True, 3, 0.5, False, use_gpu=False)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     scheduler = WarmupMultiStepLR(optimizer, [10**9], 0.1, warmup)

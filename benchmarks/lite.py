@@ -42,7 +42,7 @@ from torchvision.models.detection.image_list import ImageList
 
 from benchmarks import workloads as W
 from benchmarks.repo import load_script
-from data import VOC_CLASSES
+from data import VOC_CLASSES, get_config
 from data.synthetic import make_image
 from ssd import DetectionNet, build_ssd, postprocess
 from utils.checkpoint import ModelFacts, write_sidecar
@@ -71,7 +71,7 @@ CPU_SPEEDUP_TARGETS = tuple(
 def build_ours(device: torch.device, seed: int = 0) -> DetectionNet:
     """Our SSDLite320 (random weights, seeded, 21 classes, its post-processing defaults) in eval mode."""
     torch.manual_seed(seed)
-    net = build_ssd("test", SIZE, NUM_CLASSES, architecture=ARCHITECTURE)
+    net = build_ssd("test", SIZE, NUM_CLASSES, get_config("VOC", SIZE), architecture=ARCHITECTURE)
     return net.to(device).eval()
 
 

@@ -117,7 +117,7 @@ def torchvision_targets(targets: Sequence[Tensor]) -> list[dict[str, Tensor]]:
 def build_ours(phase: str, settings: Settings, seed: int = 0) -> SSD:
     """Our SSD300 (random weights, seeded) on the device, in train or eval mode as ``phase`` says."""
     torch.manual_seed(seed)
-    net = build_ssd(phase, SIZE, NUM_CLASSES, top_k=TOP_K, conf_thresh=CONF_THRESH, nms_thresh=NMS_THRESH)
+    net = build_ssd(phase, SIZE, NUM_CLASSES, voc, top_k=TOP_K, conf_thresh=CONF_THRESH, nms_thresh=NMS_THRESH)
     net = net.to(settings.device, memory_format=settings.memory_format())
     net.train(phase == "train")
     return net

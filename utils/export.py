@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from data.config import get_config
 from ssd import Detector, build_ssd
 from utils.checkpoint import WEIGHTS_EXTENSIONS, check_sidecar_owner, load_model, weights_digest, write_sidecar
 from utils.cli import add_bool, run_main
@@ -184,9 +185,11 @@ def detections_from_outputs(
 
 def _model_to_export(args: argparse.Namespace) -> nn.Module:
     """The model to export: a weights file through the front door (``utils.checkpoint.load_model``), or random
-    weights for ``none``."""
+    weights for ``none`` (the priors of ``--dataset``, as for weights without a sidecar, never of the class count)."""
     if args.trained_model.lower() == "none":
-        return Detector(build_ssd("test", size=args.size or 300, num_classes=args.num_classes or 21)).eval()
+        size = args.size or 300
+        cfg = get_config(args.dataset or "VOC", size)
+        return Detector(build_ssd("test", size, args.num_classes or 21, cfg)).eval()
     model = load_model(args.trained_model, args.dataset, args.size, args.classes, num_classes=args.num_classes)
     print(model.description)
     return model

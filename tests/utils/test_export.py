@@ -9,7 +9,8 @@ import pytest
 import torch
 from torchvision.ops import nms as tv_nms
 
-from layers import Detect
+from data.config import get_config
+from layers import Detect, PriorBox
 from layers.box_utils import decode
 from ssd import build_ssd
 from utils import export
@@ -191,3 +192,12 @@ def test_an_unwritable_out_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(tempfile, "mkstemp", permission_denied)
     line = fail_line(export.main, [*base, str(tmp_path / "m.onnx")])
     assert line == f"export: error: [Errno 13] Permission denied: {str(tmp_path / 'm.onnx')!r}"
+
+
+def test_random_weights_take_the_priors_of_dataset_not_of_the_class_count() -> None:
+    def priors(dataset: str | None) -> torch.Tensor:
+        args = export.argparse.Namespace(trained_model="none", size=None, num_classes=81, dataset=dataset)
+        return export._model_to_export(args).net.priors
+
+    assert torch.equal(priors(None), PriorBox(get_config("VOC", 300)).forward())  # 81 classes, no --dataset: VOC's
+    assert torch.equal(priors("COCO"), PriorBox(get_config("COCO", 300)).forward())
