@@ -315,7 +315,10 @@ def _confused_oracle(names: list[str]) -> OracleSSD:
     return oracle
 
 
-def _oracle_argv(tmp_path: Path, voc_root: Path, fake_weights: Path) -> list[str]:
+@pytest.fixture
+def confused_argv(tmp_path: Path, voc_root: Path, fake_weights: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """eval.py's command line on the tiny VOC set, its network replaced by the confused oracle."""
+    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _confused_oracle(TINY_CLASSES))
     classes = tmp_path / "classes.txt"
     classes.write_text("\n".join(TINY_CLASSES))
     argv = ["--voc_root", str(voc_root), "--trained_model", str(fake_weights), "--classes", str(classes)]
@@ -323,16 +326,10 @@ def _oracle_argv(tmp_path: Path, voc_root: Path, fake_weights: Path) -> list[str
 
 
 def test_voc_analysis_explains_the_lost_map(
-    tmp_path: Path,
-    voc_root: Path,
-    fake_weights: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, confused_argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _confused_oracle(TINY_CLASSES))
-    argv = _oracle_argv(tmp_path, voc_root, fake_weights)
     out = tmp_path / "eval"
-    assert ev.main(argv + ["--save_folder", str(out), "--analysis_score", "0.05"]) == 0
+    assert ev.main(confused_argv + ["--save_folder", str(out), "--analysis_score", "0.05"]) == 0
     results = json.loads((out / "results.json").read_text())
     # dog: TP 0.9 (a), the cat box 0.8, nothing near 0.1 (b) → AP 1; cat: no detection → AP 0; person AP 1
     assert results["mAP"] == pytest.approx(2 / 3)
@@ -363,24 +360,19 @@ def test_voc_analysis_explains_the_lost_map(
     assert cv2.imread(str(out / "worst.jpg")).shape[2] == 3
 
     # into the same folder: the previous run's analysis pictures do not stay behind as if they were this run's
-    assert ev.main(argv + ["--save_folder", str(out), "--analysis", "false"]) == 0
+    assert ev.main(confused_argv + ["--save_folder", str(out), "--analysis", "false"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"mAP", "ap", "metric", "num_images"} and results["mAP"] == pytest.approx(2 / 3)
     assert (out / "pr_curves.png").is_file() and not any((out / name).exists() for name in ANALYSIS_PICTURES)
 
 
 def test_analysis_without_matplotlib_writes_the_numbers(
-    tmp_path: Path,
-    voc_root: Path,
-    fake_weights: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, confused_argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _use_oracle(monkeypatch, TINY_CLASSES, lambda: _confused_oracle(TINY_CLASSES))
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # importing it raises ImportError
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     out = tmp_path / "eval"
-    assert ev.main(_oracle_argv(tmp_path, voc_root, fake_weights) + ["--save_folder", str(out)]) == 0
+    assert ev.main(confused_argv + ["--save_folder", str(out)]) == 0
     assert set(ANALYSIS_KEYS) <= set(json.loads((out / "results.json").read_text()))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pr_curves.png, errors.png, confusion.png not drawn" in err[0], err
