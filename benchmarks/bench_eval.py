@@ -45,10 +45,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as work:
         root = make_voc_dataset(os.path.join(work, "voc"), num_train=0, num_test=args.num_images, seed=args.seed)
         torch.manual_seed(args.seed)
-        net = build_ssd("test", 300, 21, get_config("VOC", 300)).eval()
+        cfg = get_config("VOC", 300)
+        net = build_ssd("test", 300, 21, cfg).eval()
         weights = os.path.join(work, "ssd300_VOC_0.pth")
         torch.save(net.state_dict(), weights)
-        write_sidecar(weights, ModelFacts(300, False, tuple(VOC_CLASSES), get_config("VOC", 300), "VOC"))
+        write_sidecar(weights, ModelFacts(300, False, tuple(VOC_CLASSES), cfg, "VOC"))
         pictures = sorted(Path(root, "VOC2007", "JPEGImages").glob("*.jpg"))
         x = torch.stack([preprocess(cv2.imread(str(p)), 300) for p in pictures])
         with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import numpy as np
@@ -196,7 +197,7 @@ def test_an_unwritable_out_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch
 
 def test_random_weights_take_the_priors_of_dataset_not_of_the_class_count() -> None:
     def priors(dataset: str | None) -> torch.Tensor:
-        args = export.argparse.Namespace(trained_model="none", size=None, num_classes=81, dataset=dataset)
+        args = argparse.Namespace(trained_model="none", size=None, num_classes=81, dataset=dataset)
         return export._model_to_export(args).net.priors
 
     assert torch.equal(priors(None), PriorBox(get_config("VOC", 300)).forward())  # 81 classes, no --dataset: VOC's
